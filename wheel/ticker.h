@@ -28,11 +28,12 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "wheel/clock.h"
+#include "wheel/timers.h"
 #include "wheel/timing_wheel.h"
 
 namespace hourglass {
 
-class Ticker {
+class Ticker final : public Timers {
  public:
   // Called on the tick thread with the cookies of the timers that fired, in deadline order.
   using FireFn = std::function<void(std::vector<uint64_t> cookies)>;
@@ -50,10 +51,10 @@ class Ticker {
   // (Re)arms `entry` to fire at wall time `due` with `cookie`; an entry that is already linked is
   // moved. The wall time is converted to the monotonic clock here, once; a due time in the past
   // fires on the next tick. InvalidArgument when `due` is beyond the wheel's horizon.
-  absl::Status Schedule(TimerEntry* entry, absl::Time due, uint64_t cookie)
+  absl::Status Schedule(TimerEntry* entry, absl::Time due, uint64_t cookie) override
       ABSL_LOCKS_EXCLUDED(mu_);
   // Disarms `entry`; a no-op when it is not armed (or already fired). O(1).
-  void Cancel(TimerEntry* entry) ABSL_LOCKS_EXCLUDED(mu_);
+  void Cancel(TimerEntry* entry) override ABSL_LOCKS_EXCLUDED(mu_);
 
   // Timers armed now.
   size_t size() const ABSL_LOCKS_EXCLUDED(mu_);
