@@ -1,0 +1,136 @@
+#include "service/consumer_service.h"
+
+#include <utility>
+#include <vector>
+
+#include "service/logging.h"
+
+namespace hourglass {
+
+namespace {
+constexpr absl::string_view kService = "hourglass.v1.ConsumerService";
+}  // namespace
+
+// One Lease call: a reactor that can wait in the PullDeliverer. It deletes itself in OnDone(),
+// after gRPC has finished with it.
+class ConsumerServiceImpl::LeaseCall final : public grpc::ServerUnaryReactor, public LeaseWaiter {
+ public:
+  LeaseCall(ConsumerServiceImpl& service, LeaseParams params, v1::LeaseResponse* response)
+      : service_(service),
+        rpc_(service.context_, kService, "Lease"),
+        params_(std::move(params)),
+        response_(response) {}
+
+  // Runs in the handler: answers at once, or parks until its wait ends.
+  void Start() {
+    if (params_.wait <= absl::ZeroDuration()) {
+      TryTake();
+      rpc_.Finish(this, absl::OkStatus());
+      return;
+    }
+    const absl::Time deadline = service_.context_.clock.Now() + params_.wait;
+    switch (service_.pull_.Wait(this, params_.queue, deadline)) {
+      case PullDeliverer::WaitResult::kTaken:
+        rpc_.Finish(this, absl::OkStatus());
+        break;
+      case PullDeliverer::WaitResult::kRefused:
+        rpc_.Finish(this, absl::UnavailableError("the server is shutting down; retry on another "
+                                                 "instance"));
+        break;
+      case PullDeliverer::WaitResult::kParked:
+        break;  // Finish() comes from the PullDeliverer.
+    }
+  }
+
+  bool TryTake() override {
+    std::vector<LeasedTask> leased =
+        service_.store_.Lease(params_.queue, params_.max_tasks, params_.lease_duration);
+    if (leased.empty()) return false;
+    for (const LeasedTask& task : leased) ToProto(task, response_->add_tasks());
+    service_.context_.metrics.Leased(params_.queue, static_cast<int64_t>(leased.size()));
+    return true;
+  }
+
+  void Finish(End end) override {
+    switch (end) {
+      case End::kTaken:
+      case End::kTimedOut:
+        rpc_.Finish(this, absl::OkStatus());
+        break;
+      case End::kCancelled:
+        rpc_.Finish(this, absl::CancelledError("the client cancelled the Lease"));
+        break;
+      case End::kShutdown:
+        rpc_.Finish(this, absl::UnavailableError("the server is shutting down; retry on another "
+                                                 "instance"));
+        break;
+    }
+  }
+
+  void OnCancel() override { service_.pull_.Cancel(this); }
+  void OnDone() override { delete this; }
+
+ private:
+  ConsumerServiceImpl& service_;
+  const RpcCall rpc_;
+  const LeaseParams params_;
+  v1::LeaseResponse* const response_;
+};
+
+grpc::ServerUnaryReactor* ConsumerServiceImpl::Lease(grpc::CallbackServerContext* ctx,
+                                                     const v1::LeaseRequest* request,
+                                                     v1::LeaseResponse* response) {
+  absl::StatusOr<LeaseParams> params = ValidateLease(*request);
+  if (!params.ok() || context_.shutting_down.load(std::memory_order_relaxed)) {
+    // RunUnary answers UNAVAILABLE while shutting down, else the validation error.
+    return RunUnary(context_, kService, "Lease", ctx, [&] { return params.status(); });
+  }
+  auto* call = new LeaseCall(*this, *std::move(params), response);
+  call->Start();
+  return call;
+}
+
+grpc::ServerUnaryReactor* ConsumerServiceImpl::Ack(grpc::CallbackServerContext* ctx,
+                                                   const v1::AckRequest* request,
+                                                   v1::AckResponse* /*response*/) {
+  return RunUnary(context_, kService, "Ack", ctx, [&]() -> absl::Status {
+    if (absl::Status s = ValidateTaskId(request->task_id()); !s.ok()) return s;
+    absl::StatusOr<TaskInfo> info = store_.Ack(request->task_id(), request->lease_token());
+    if (!info.ok()) return info.status();
+    context_.metrics.Delivered(info->queue, Metrics::Outcome::kSucceeded);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* ConsumerServiceImpl::Nack(grpc::CallbackServerContext* ctx,
+                                                    const v1::NackRequest* request,
+                                                    v1::NackResponse* response) {
+  return RunUnary(context_, kService, "Nack", ctx, [&]() -> absl::Status {
+    absl::StatusOr<NackParams> params = ValidateNack(*request, limits_);
+    if (!params.ok()) return params.status();
+    absl::StatusOr<TaskInfo> info = store_.Nack(request->task_id(), request->lease_token(),
+                                                params->retry_delay, std::move(params->error));
+    if (!info.ok()) return info.status();
+    context_.metrics.Delivered(info->queue, info->state == TaskState::kDead
+                                                ? Metrics::Outcome::kDead
+                                                : Metrics::Outcome::kRetried);
+    ToProto(*info, response->mutable_task());
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* ConsumerServiceImpl::ExtendLease(grpc::CallbackServerContext* ctx,
+                                                           const v1::ExtendLeaseRequest* request,
+                                                           v1::ExtendLeaseResponse* response) {
+  return RunUnary(context_, kService, "ExtendLease", ctx, [&]() -> absl::Status {
+    absl::StatusOr<absl::Duration> lease_duration = ValidateExtendLease(*request);
+    if (!lease_duration.ok()) return lease_duration.status();
+    absl::StatusOr<absl::Time> expire =
+        store_.ExtendLease(request->task_id(), request->lease_token(), *lease_duration);
+    if (!expire.ok()) return expire.status();
+    *response->mutable_lease_expire_time() = ToProto(*expire);
+    return absl::OkStatus();
+  });
+}
+
+}  // namespace hourglass

@@ -1,0 +1,184 @@
+// hourglass: the delayed-task server. main() only parses flags, starts the Server and waits for
+// SIGTERM/SIGINT; everything else lives in the hourglass::service library, which the tests share.
+#include <pthread.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/reflection.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/time.h"
+#include "service/logging.h"
+#include "service/server.h"
+#include "wheel/clock.h"
+
+ABSL_FLAG(std::string, grpc_address, "0.0.0.0:7070",
+          "Address (host:port) of the gRPC API: SchedulerService, ConsumerService, grpc.health.v1 "
+          "and server reflection. Port 0 picks a free port; the chosen one is logged in the "
+          "server_started line.");
+ABSL_FLAG(std::string, metrics_address, "0.0.0.0:9464",
+          "Address (host:port) where Prometheus scrapes /metrics. Port 0 picks a free port. Empty "
+          "turns the metrics endpoint off.");
+ABSL_FLAG(std::string, data_dir, "./data",
+          "Directory for the server's data, created if missing and locked so that no second "
+          "server uses it. Tasks are held in memory in this version: a restart loses them (the "
+          "write-ahead log that will live here is not built yet).");
+ABSL_FLAG(int, workers, 4,
+          "Worker threads that apply fired timers (a task becoming due, a lease expiring, a wait "
+          "ending) and hand ready tasks to waiting consumers. 1 to 1024.");
+ABSL_FLAG(
+    int64_t, queue_capacity, 10000,
+    "Capacity of the dispatch queue between the tick thread and the workers. When it is "
+    "full the tick thread waits: tasks become late (see hourglass_dispatch_lateness_seconds), "
+    "never lost.");
+ABSL_FLAG(
+    std::string, log_level, "info",
+    "Lowest level logged to stderr, one JSON object per line: debug (every task event), info, "
+    "warning or error.");
+ABSL_FLAG(absl::Duration, retention, absl::Hours(24),
+          "How long finished tasks (SUCCEEDED, CANCELLED, DEAD) stay visible to GetStatus and keep "
+          "their task_id reserved for idempotent Schedule. A duration such as 90m, 24h or 0s.");
+ABSL_FLAG(int64_t, max_payload_bytes, 1 << 20,
+          "Largest payload Schedule accepts, in bytes; larger ones are INVALID_ARGUMENT.");
+ABSL_FLAG(absl::Duration, max_delay, absl::Hours(24 * 730),
+          "Furthest in the future a task may be due (delay or at), as a duration in hours or "
+          "smaller units (17520h is 730 days). Further is INVALID_ARGUMENT, never clamped. At most "
+          "the timing wheel's horizon (about 794 days).");
+ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
+          "On SIGTERM or SIGINT: how long in-flight calls may take to finish before they are "
+          "cancelled. Health turns NOT_SERVING and new calls get UNAVAILABLE at once.");
+
+namespace {
+
+constexpr const char* kFlagNames[] = {
+    "grpc_address", "metrics_address", "data_dir",          "workers",   "queue_capacity",
+    "log_level",    "retention",       "max_payload_bytes", "max_delay", "shutdown_grace"};
+
+constexpr const char* kUsage =
+    "hourglass: a delayed-task service. Clients Schedule a payload to be delivered after a delay "
+    "or at a time, may Cancel, Reschedule or GetStatus it, and consumers Lease, Ack and Nack due "
+    "tasks, all over gRPC (package hourglass.v1). Metrics for Prometheus are served at "
+    "/metrics.\n\nUsage: hourglass [--flag=value ...]";
+
+std::string WrapText(const std::string& text, size_t indent, size_t width) {
+  std::string out;
+  size_t column = 0;
+  for (absl::string_view word : absl::StrSplit(text, ' ', absl::SkipEmpty())) {
+    if (column > 0 && column + 1 + word.size() > width) {
+      absl::StrAppend(&out, "\n", std::string(indent, ' '));
+      column = 0;
+    } else if (column > 0) {
+      out += ' ';
+      ++column;
+    }
+    absl::StrAppend(&out, word);
+    column += word.size();
+  }
+  return out;
+}
+
+void PrintHelp() {
+  std::string text = absl::StrCat(kUsage, "\n\nFlags:\n");
+  for (const char* name : kFlagNames) {
+    const absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+    if (flag == nullptr) continue;
+    absl::StrAppend(&text, "  --", name, " (default: ", flag->DefaultValue(), ")\n      ",
+                    WrapText(flag->Help(), 6, 88), "\n");
+  }
+  absl::StrAppend(&text,
+                  "\nDurations take units: 500ms, 10s, 90m, 24h. Logs go to stderr as JSON lines; "
+                  "payloads are never logged.\n");
+  std::fputs(text.c_str(), stdout);
+}
+
+bool WantsHelp(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--help" || arg == "-help" || arg == "-h" || arg == "--helpshort") return true;
+  }
+  return false;
+}
+
+int Fail(absl::string_view event, absl::string_view message) {
+  hourglass::LogError(event).Str("error", message);
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(kUsage);
+  if (WantsHelp(argc, argv)) {
+    PrintHelp();
+    return 0;
+  }
+  std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
+  if (positional.size() > 1) {
+    return Fail("bad_flags", absl::StrCat("unexpected argument \"", positional[1],
+                                          "\"; flags take the form --name=value (see --help)"));
+  }
+
+  hourglass::LogLevel level;
+  if (!hourglass::ParseLogLevel(absl::GetFlag(FLAGS_log_level), &level)) {
+    return Fail("bad_flags",
+                absl::StrCat("--log_level must be debug, info, warning or error, got \"",
+                             absl::GetFlag(FLAGS_log_level), "\""));
+  }
+  hourglass::SetLogLevel(level);
+
+  hourglass::ServerOptions options;
+  options.grpc_address = absl::GetFlag(FLAGS_grpc_address);
+  options.metrics_address = absl::GetFlag(FLAGS_metrics_address);
+  options.data_dir = absl::GetFlag(FLAGS_data_dir);
+  options.workers = absl::GetFlag(FLAGS_workers);
+  const int64_t capacity = absl::GetFlag(FLAGS_queue_capacity);
+  if (capacity < 1) {
+    return Fail("bad_flags", absl::StrCat("--queue_capacity must be >= 1, got ", capacity));
+  }
+  options.queue_capacity = static_cast<size_t>(capacity);
+  options.retention = absl::GetFlag(FLAGS_retention);
+  options.limits.max_payload_bytes = absl::GetFlag(FLAGS_max_payload_bytes);
+  options.limits.max_delay = absl::GetFlag(FLAGS_max_delay);
+  options.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);
+
+  // SIGTERM and SIGINT are taken by sigwait() below: block them before any thread starts, so
+  // that every thread inherits the mask and none is interrupted.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  absl::StatusOr<std::unique_ptr<hourglass::Server>> server =
+      hourglass::Server::Create(options, hourglass::SystemClock::Get());
+  if (!server.ok()) return Fail("start_failed", server.status().message());
+
+  const std::string host = options.grpc_address.substr(0, options.grpc_address.rfind(':'));
+  hourglass::LogInfo("server_started")
+      .Str("version", HOURGLASS_VERSION)
+      .Str("grpc_address", absl::StrCat(host, ":", (*server)->grpc_port()))
+      .Str("metrics_address", (*server)->metrics_address())
+      .Str("data_dir", options.data_dir)
+      .Int("workers", options.workers)
+      .Int("queue_capacity", capacity)
+      .Dur("retention_seconds", options.retention);
+
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  hourglass::LogInfo("shutdown_started")
+      .Str("signal", signal_number == SIGTERM ? "SIGTERM" : "SIGINT")
+      .Dur("grace_seconds", options.shutdown_grace);
+  const absl::Time start = absl::Now();
+  (*server)->Shutdown();
+  hourglass::LogInfo("shutdown_complete").Dur("seconds", absl::Now() - start);
+  return 0;
+}

@@ -1,0 +1,198 @@
+#include "service/metrics.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "prometheus/gauge.h"
+#include "service/process_metrics.h"
+
+namespace hourglass {
+
+namespace {
+
+// The canonical names of grpc::StatusCode, as clients and dashboards print them.
+absl::string_view CodeName(int code) {
+  static constexpr absl::string_view kNames[] = {"OK",
+                                                 "CANCELLED",
+                                                 "UNKNOWN",
+                                                 "INVALID_ARGUMENT",
+                                                 "DEADLINE_EXCEEDED",
+                                                 "NOT_FOUND",
+                                                 "ALREADY_EXISTS",
+                                                 "PERMISSION_DENIED",
+                                                 "RESOURCE_EXHAUSTED",
+                                                 "FAILED_PRECONDITION",
+                                                 "ABORTED",
+                                                 "OUT_OF_RANGE",
+                                                 "UNIMPLEMENTED",
+                                                 "INTERNAL",
+                                                 "UNAVAILABLE",
+                                                 "DATA_LOSS",
+                                                 "UNAUTHENTICATED"};
+  if (code < 0 || code >= static_cast<int>(std::size(kNames))) return "UNKNOWN";
+  return kNames[code];
+}
+
+}  // namespace
+
+// Gauges computed at scrape time from the sources given to AddGaugeSource.
+class Metrics::GaugeCollectable final : public prometheus::Collectable {
+ public:
+  void Add(GaugeSource source) {
+    absl::MutexLock lock(&mu_);
+    sources_.push_back(std::move(source));
+  }
+  std::vector<prometheus::MetricFamily> Collect() const override {
+    std::vector<GaugeSource> sources;
+    {
+      absl::MutexLock lock(&mu_);
+      sources = sources_;
+    }
+    std::vector<prometheus::MetricFamily> families;
+    for (const GaugeSource& source : sources) source(&families);
+    return families;
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  std::vector<GaugeSource> sources_ ABSL_GUARDED_BY(mu_);
+};
+
+std::vector<double> Metrics::LatenessBuckets() {
+  return {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
+}
+
+Metrics::Metrics()
+    : registry_(std::make_shared<prometheus::Registry>()),
+      gauges_(std::make_shared<GaugeCollectable>()),
+      process_(std::make_shared<ProcessMetricsCollector>()),
+      scheduled_(prometheus::BuildCounter()
+                     .Name("hourglass_tasks_scheduled_total")
+                     .Help("Tasks accepted by Schedule (idempotent repeats not counted).")
+                     .Register(*registry_)),
+      cancelled_(prometheus::BuildCounter()
+                     .Name("hourglass_tasks_cancelled_total")
+                     .Help("Tasks cancelled before they were handed out.")
+                     .Register(*registry_)),
+      leased_(prometheus::BuildCounter()
+                  .Name("hourglass_task_leases_total")
+                  .Help("Hand-outs of tasks to pull consumers (Lease), retries included.")
+                  .Register(*registry_)),
+      deliveries_(prometheus::BuildCounter()
+                      .Name("hourglass_task_deliveries_total")
+                      .Help("Finished delivery attempts by outcome: succeeded (acknowledged), "
+                            "retried (Nack or lease expiry with attempts left), dead (attempts "
+                            "used up).")
+                      .Register(*registry_)),
+      rpc_handled_(prometheus::BuildCounter()
+                       .Name("hourglass_grpc_server_handled_total")
+                       .Help("RPCs completed by the server, by service, method and status code.")
+                       .Register(*registry_)),
+      rpc_seconds_(prometheus::BuildHistogram()
+                       .Name("hourglass_grpc_server_handling_seconds")
+                       .Help("Time from receiving an RPC to its completion (Lease includes its "
+                             "wait).")
+                       .Register(*registry_)),
+      lateness_(prometheus::BuildHistogram()
+                    .Name("hourglass_dispatch_lateness_seconds")
+                    .Help("How late tasks became ready: time made READY minus due time.")
+                    .Register(*registry_)
+                    .Add({}, LatenessBuckets())) {
+  RegisterBuildInfo(*registry_, HOURGLASS_VERSION);
+}
+
+std::vector<std::shared_ptr<prometheus::Collectable>> Metrics::collectables() const {
+  return {registry_, gauges_, process_};
+}
+
+Metrics::QueueMetrics& Metrics::ForQueue(absl::string_view queue) {
+  absl::MutexLock lock(&mu_);
+  auto it = queues_.find(queue);
+  if (it != queues_.end()) return *it->second;
+  const std::string q(queue);
+  auto m = std::make_unique<QueueMetrics>();
+  m->scheduled = &scheduled_.Add({{"queue", q}});
+  m->cancelled = &cancelled_.Add({{"queue", q}});
+  m->leased = &leased_.Add({{"queue", q}});
+  m->succeeded = &deliveries_.Add({{"queue", q}, {"outcome", "succeeded"}});
+  m->retried = &deliveries_.Add({{"queue", q}, {"outcome", "retried"}});
+  m->dead = &deliveries_.Add({{"queue", q}, {"outcome", "dead"}});
+  return *queues_.emplace(q, std::move(m)).first->second;
+}
+
+void Metrics::Scheduled(absl::string_view queue, int64_t n) {
+  ForQueue(queue).scheduled->Increment(static_cast<double>(n));
+}
+
+void Metrics::Cancelled(absl::string_view queue) { ForQueue(queue).cancelled->Increment(); }
+
+void Metrics::Leased(absl::string_view queue, int64_t n) {
+  ForQueue(queue).leased->Increment(static_cast<double>(n));
+}
+
+void Metrics::Delivered(absl::string_view queue, Outcome outcome) {
+  QueueMetrics& m = ForQueue(queue);
+  switch (outcome) {
+    case Outcome::kSucceeded:
+      m.succeeded->Increment();
+      break;
+    case Outcome::kRetried:
+      m.retried->Increment();
+      break;
+    case Outcome::kDead:
+      m.dead->Increment();
+      break;
+  }
+}
+
+void Metrics::ObserveLateness(absl::Duration lateness) {
+  lateness_.Observe(absl::ToDoubleSeconds(lateness));
+}
+
+void Metrics::RpcHandled(absl::string_view service, absl::string_view method, int code,
+                         absl::Duration elapsed) {
+  prometheus::Histogram* histogram;
+  prometheus::Counter* counter;
+  {
+    absl::MutexLock lock(&mu_);
+    const std::string key = absl::StrCat(service, "/", method);
+    std::unique_ptr<RpcMetrics>& rpc = rpcs_[key];
+    if (rpc == nullptr) {
+      rpc = std::make_unique<RpcMetrics>();
+      rpc->handling_seconds = &rpc_seconds_.Add(
+          {{"grpc_service", std::string(service)}, {"grpc_method", std::string(method)}},
+          prometheus::Histogram::BucketBoundaries{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                                                  0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+                                                  30, 60});
+    }
+    histogram = rpc->handling_seconds;
+    prometheus::Counter*& by_code = rpc->handled_by_code[code];
+    if (by_code == nullptr) {
+      by_code = &rpc_handled_.Add({{"grpc_service", std::string(service)},
+                                   {"grpc_method", std::string(method)},
+                                   {"grpc_code", std::string(CodeName(code))}});
+    }
+    counter = by_code;
+  }
+  counter->Increment();
+  histogram->Observe(absl::ToDoubleSeconds(elapsed));
+}
+
+void Metrics::AddGaugeSource(GaugeSource source) { gauges_->Add(std::move(source)); }
+
+prometheus::MetricFamily GaugeFamily(std::string name, std::string help) {
+  prometheus::MetricFamily family;
+  family.name = std::move(name);
+  family.help = std::move(help);
+  family.type = prometheus::MetricType::Gauge;
+  return family;
+}
+
+void AddGauge(prometheus::MetricFamily* family, double value,
+              std::vector<prometheus::ClientMetric::Label> labels) {
+  prometheus::ClientMetric& metric = family->metric.emplace_back();
+  metric.label = std::move(labels);
+  metric.gauge.value = value;
+}
+
+}  // namespace hourglass

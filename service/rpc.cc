@@ -1,0 +1,65 @@
+#include "service/rpc.h"
+
+#include <string>
+
+#include "service/logging.h"
+#include "service/validation.h"
+
+namespace hourglass {
+
+grpc::Status ToGrpcStatus(const absl::Status& status) {
+  if (status.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+}
+
+absl::Status RpcCall::CheckServing() const {
+  if (context_.shutting_down.load(std::memory_order_relaxed)) {
+    return absl::UnavailableError("the server is shutting down; retry on another instance");
+  }
+  return absl::OkStatus();
+}
+
+void RpcCall::Finish(grpc::ServerUnaryReactor* reactor, const absl::Status& status) const {
+  const absl::Duration elapsed = context_.clock.Monotonic() - start_;
+  context_.metrics.RpcHandled(service_, method_, static_cast<int>(status.code()), elapsed);
+  if (!status.ok() && LogEnabled(LogLevel::kDebug)) {
+    LogDebug("rpc_failed")
+        .Str("method", method_)
+        .Str("code", absl::StatusCodeToString(status.code()))
+        .Str("message", status.message());
+  }
+  reactor->Finish(ToGrpcStatus(status));
+}
+
+v1::TaskState ToProto(TaskState state) { return static_cast<v1::TaskState>(state); }
+
+void ToProto(const TaskInfo& info, v1::Task* proto) {
+  proto->set_task_id(info.task_id);
+  proto->set_queue(info.queue);
+  proto->set_state(ToProto(info.state));
+  proto->set_attempts(info.attempts);
+  *proto->mutable_due_time() = ToProto(info.due_time);
+  *proto->mutable_create_time() = ToProto(info.create_time);
+  proto->set_last_error(info.last_error);
+  v1::RetryPolicy* policy = proto->mutable_retry_policy();
+  policy->set_max_attempts(info.retry_policy.max_attempts);
+  *policy->mutable_min_backoff() = ToProto(info.retry_policy.min_backoff);
+  *policy->mutable_max_backoff() = ToProto(info.retry_policy.max_backoff);
+  proto->set_payload_size_bytes(info.payload_size_bytes);
+  if (info.lease_expire_time)
+    *proto->mutable_lease_expire_time() = ToProto(*info.lease_expire_time);
+  if (info.finish_time) *proto->mutable_finish_time() = ToProto(*info.finish_time);
+}
+
+void ToProto(const LeasedTask& task, v1::LeasedTask* proto) {
+  proto->set_task_id(task.task_id);
+  proto->set_queue(task.queue);
+  proto->set_payload(task.payload);
+  for (const auto& [key, value] : task.headers) (*proto->mutable_headers())[key] = value;
+  proto->set_attempt(task.attempt);
+  *proto->mutable_due_time() = ToProto(task.due_time);
+  proto->set_lease_token(task.lease_token);
+  *proto->mutable_lease_expire_time() = ToProto(task.lease_expire_time);
+}
+
+}  // namespace hourglass

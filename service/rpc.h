@@ -1,0 +1,69 @@
+// What every hourglass RPC handler shares: the one place where absl::Status becomes grpc::Status,
+// the RPC metrics and log line of a finished call, and the conversion of store types to protos.
+#ifndef HOURGLASS_SERVICE_RPC_H_
+#define HOURGLASS_SERVICE_RPC_H_
+
+#include <atomic>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "grpcpp/grpcpp.h"
+#include "hourglass/v1/consumer_service.pb.h"
+#include "hourglass/v1/task.pb.h"
+#include "service/metrics.h"
+#include "store/task_store.h"
+#include "wheel/clock.h"
+
+namespace hourglass {
+
+// absl's codes are gRPC's codes: the mapping is one to one.
+grpc::Status ToGrpcStatus(const absl::Status& status);
+
+// State shared by the services: constant after construction but for `shutting_down`.
+struct RpcContext {
+  Clock& clock;
+  Metrics& metrics;
+  std::atomic<bool> shutting_down{false};
+};
+
+// One RPC in flight: started when the handler runs, finished exactly once with Finish().
+class RpcCall {
+ public:
+  RpcCall(RpcContext& context, absl::string_view service, absl::string_view method)
+      : context_(context), service_(service), method_(method), start_(context.clock.Monotonic()) {}
+
+  // UNAVAILABLE while the server shuts down, OK otherwise.
+  absl::Status CheckServing() const;
+
+  // Records the RPC's metrics, logs failures, and finishes `reactor` with `status`.
+  void Finish(grpc::ServerUnaryReactor* reactor, const absl::Status& status) const;
+
+ private:
+  RpcContext& context_;
+  const absl::string_view service_;
+  const absl::string_view method_;
+  const absl::Duration start_;
+};
+
+// Runs a unary handler whose work is synchronous: refuses it while shutting down, else runs `body`
+// (returning absl::Status), then finishes the call with metrics.
+template <typename Body>
+grpc::ServerUnaryReactor* RunUnary(RpcContext& context, absl::string_view service,
+                                   absl::string_view method, grpc::CallbackServerContext* ctx,
+                                   Body body) {
+  RpcCall call(context, service, method);
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  absl::Status status = call.CheckServing();
+  if (status.ok()) status = body();
+  call.Finish(reactor, status);
+  return reactor;
+}
+
+v1::TaskState ToProto(TaskState state);
+void ToProto(const TaskInfo& info, v1::Task* proto);
+void ToProto(const LeasedTask& task, v1::LeasedTask* proto);
+
+}  // namespace hourglass
+
+#endif  // HOURGLASS_SERVICE_RPC_H_

@@ -1,0 +1,93 @@
+#include "service/scheduler_service.h"
+
+#include <utility>
+
+#include "service/logging.h"
+
+namespace hourglass {
+
+namespace {
+constexpr absl::string_view kService = "hourglass.v1.SchedulerService";
+}  // namespace
+
+grpc::ServerUnaryReactor* SchedulerServiceImpl::Schedule(grpc::CallbackServerContext* ctx,
+                                                         const v1::ScheduleRequest* request,
+                                                         v1::ScheduleResponse* response) {
+  return RunUnary(context_, kService, "Schedule", ctx,
+                  [&] { return DoSchedule(*request, response); });
+}
+
+grpc::ServerUnaryReactor* SchedulerServiceImpl::Cancel(grpc::CallbackServerContext* ctx,
+                                                       const v1::CancelRequest* request,
+                                                       v1::CancelResponse* response) {
+  return RunUnary(context_, kService, "Cancel", ctx, [&] { return DoCancel(*request, response); });
+}
+
+grpc::ServerUnaryReactor* SchedulerServiceImpl::GetStatus(grpc::CallbackServerContext* ctx,
+                                                          const v1::GetStatusRequest* request,
+                                                          v1::GetStatusResponse* response) {
+  return RunUnary(context_, kService, "GetStatus", ctx,
+                  [&] { return DoGetStatus(*request, response); });
+}
+
+grpc::ServerUnaryReactor* SchedulerServiceImpl::Reschedule(grpc::CallbackServerContext* ctx,
+                                                           const v1::RescheduleRequest* request,
+                                                           v1::RescheduleResponse* response) {
+  return RunUnary(context_, kService, "Reschedule", ctx,
+                  [&] { return DoReschedule(*request, response); });
+}
+
+absl::Status SchedulerServiceImpl::DoSchedule(const v1::ScheduleRequest& request,
+                                              v1::ScheduleResponse* response) {
+  absl::StatusOr<NewTask> task = ValidateSchedule(request, limits_, context_.clock.Now());
+  if (!task.ok()) return task.status();
+  const std::string queue = task->queue;
+  absl::StatusOr<ScheduleResult> result = store_.Schedule(*std::move(task));
+  if (!result.ok()) return result.status();
+  if (result->created) {
+    context_.metrics.Scheduled(queue);
+    if (LogEnabled(LogLevel::kDebug)) {
+      LogDebug("task_scheduled")
+          .Str("task_id", result->task_id)
+          .Str("queue", queue)
+          .Str("due_time", absl::FormatTime(result->due_time));
+    }
+  }
+  response->set_task_id(result->task_id);
+  *response->mutable_due_time() = ToProto(result->due_time);
+  return absl::OkStatus();
+}
+
+absl::Status SchedulerServiceImpl::DoCancel(const v1::CancelRequest& request,
+                                            v1::CancelResponse* response) {
+  if (absl::Status s = ValidateTaskId(request.task_id()); !s.ok()) return s;
+  absl::StatusOr<TaskInfo> info = store_.Cancel(request.task_id());
+  if (!info.ok()) return info.status();
+  context_.metrics.Cancelled(info->queue);
+  if (LogEnabled(LogLevel::kDebug)) {
+    LogDebug("task_cancelled").Str("task_id", info->task_id).Str("queue", info->queue);
+  }
+  ToProto(*info, response->mutable_task());
+  return absl::OkStatus();
+}
+
+absl::Status SchedulerServiceImpl::DoGetStatus(const v1::GetStatusRequest& request,
+                                               v1::GetStatusResponse* response) {
+  if (absl::Status s = ValidateTaskId(request.task_id()); !s.ok()) return s;
+  absl::StatusOr<TaskInfo> info = store_.Get(request.task_id());
+  if (!info.ok()) return info.status();
+  ToProto(*info, response->mutable_task());
+  return absl::OkStatus();
+}
+
+absl::Status SchedulerServiceImpl::DoReschedule(const v1::RescheduleRequest& request,
+                                                v1::RescheduleResponse* response) {
+  absl::StatusOr<absl::Time> due = ValidateReschedule(request, limits_, context_.clock.Now());
+  if (!due.ok()) return due.status();
+  absl::StatusOr<TaskInfo> info = store_.Reschedule(request.task_id(), *due);
+  if (!info.ok()) return info.status();
+  ToProto(*info, response->mutable_task());
+  return absl::OkStatus();
+}
+
+}  // namespace hourglass

@@ -1,0 +1,309 @@
+#include "service/server.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <exception>
+#include <filesystem>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "prometheus/exposer.h"
+#include "service/consumer_service.h"
+#include "service/logging.h"
+#include "service/metrics.h"
+#include "service/scheduler_service.h"
+#include "wheel/ticker.h"
+#include "workers/bounded_queue.h"
+#include "workers/pull_deliverer.h"
+#include "workers/worker_pool.h"
+
+namespace hourglass {
+
+static_assert(PullDeliverer::kCookieBit == TaskStore::kExternalCookieBit,
+              "Lease wait timers and task timers share the wheel and must not share cookies");
+
+namespace {
+
+constexpr const char* kServiceNames[] = {"hourglass.v1.SchedulerService",
+                                         "hourglass.v1.ConsumerService"};
+
+// An exclusive lock on <data_dir>/LOCK, held for the server's life, so that two servers never
+// share a data directory.
+class DataDirLock {
+ public:
+  static absl::StatusOr<std::unique_ptr<DataDirLock>> Acquire(const std::string& data_dir) {
+    std::error_code error;
+    std::filesystem::create_directories(data_dir, error);
+    if (error) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("cannot create --data_dir \"", data_dir, "\": ", error.message()));
+    }
+    const std::string path = (std::filesystem::path(data_dir) / "LOCK").string();
+    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("cannot open ", path, ": ", std::strerror(errno)));
+    }
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      const int err = errno;
+      ::close(fd);
+      return absl::FailedPreconditionError(absl::StrCat(
+          "--data_dir \"", data_dir, "\" is in use by another hourglass process (", path,
+          " is locked: ", std::strerror(err), "); give each server its own data directory"));
+    }
+    return std::unique_ptr<DataDirLock>(new DataDirLock(fd));
+  }
+  ~DataDirLock() { ::close(fd_); }
+
+ private:
+  explicit DataDirLock(int fd) : fd_(fd) {}
+  const int fd_;
+};
+
+}  // namespace
+
+absl::Status ValidateOptions(const ServerOptions& options) {
+  if (options.workers < 1 || options.workers > 1024) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--workers must be between 1 and 1024, got ", options.workers));
+  }
+  if (options.queue_capacity < 1 || options.queue_capacity > (size_t{1} << 30)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--queue_capacity must be between 1 and 1073741824, got ", options.queue_capacity));
+  }
+  // The wheel covers 2^36 ms (about 795 days); every timer must fit inside it.
+  const absl::Duration horizon = absl::Milliseconds(TimingWheel::kHorizonMs) - absl::Hours(24);
+  if (options.limits.max_delay <= absl::ZeroDuration() || options.limits.max_delay > horizon) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--max_delay must be > 0 and <= ", absl::FormatDuration(horizon),
+                     " (the timing wheel's horizon less a day), got ",
+                     absl::FormatDuration(options.limits.max_delay)));
+  }
+  if (options.retention < absl::ZeroDuration() || options.retention > horizon) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--retention must be >= 0 and <= ", absl::FormatDuration(horizon), ", got ",
+                     absl::FormatDuration(options.retention)));
+  }
+  if (options.limits.max_payload_bytes < 0 ||
+      options.limits.max_payload_bytes > (int64_t{1} << 30)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--max_payload_bytes must be between 0 and 1073741824, got ",
+                     options.limits.max_payload_bytes));
+  }
+  if (options.shutdown_grace < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(absl::StrCat("--shutdown_grace must be >= 0, got ",
+                                                   absl::FormatDuration(options.shutdown_grace)));
+  }
+  return absl::OkStatus();
+}
+
+// Members in construction order; destroyed in reverse.
+struct Server::Parts {
+  Parts(const ServerOptions& o, Clock& c)
+      : options(o),
+        clock(c),
+        context{c, metrics},
+        dispatch_queue(o.queue_capacity),
+        ticker(c, [this](std::vector<uint64_t> cookies) { Dispatch(std::move(cookies)); }),
+        store(c, ticker, {.retention = o.retention}),
+        pull(ticker),
+        scheduler(context, store, o.limits),
+        consumer(context, store, pull, o.limits) {}
+
+  // Tick thread: hands fired timers to the workers. Blocks while the queue is full, so timers are
+  // late, never dropped; returns early only when the queue is closed at shutdown.
+  void Dispatch(std::vector<uint64_t> cookies) {
+    for (uint64_t cookie : cookies) {
+      if (!dispatch_queue.Push(cookie)) return;
+    }
+  }
+
+  // Worker threads: applies one fired timer.
+  void HandleTimer(uint64_t cookie) {
+    if ((cookie & PullDeliverer::kCookieBit) != 0) {
+      pull.OnTimer(cookie);
+      return;
+    }
+    const TimerOutcome outcome = store.OnTimer(cookie);
+    switch (outcome.kind) {
+      case TimerOutcome::Kind::kReady:
+        metrics.ObserveLateness(outcome.lateness);
+        pull.Deliver({.task_id = outcome.task_id, .queue = outcome.queue});
+        break;
+      case TimerOutcome::Kind::kLeaseRetry:
+        metrics.Delivered(outcome.queue, Metrics::Outcome::kRetried);
+        if (LogEnabled(LogLevel::kDebug)) {
+          LogDebug("lease_expired").Str("task_id", outcome.task_id).Str("queue", outcome.queue);
+        }
+        break;
+      case TimerOutcome::Kind::kLeaseDead:
+        metrics.Delivered(outcome.queue, Metrics::Outcome::kDead);
+        LogInfo("task_dead")
+            .Str("task_id", outcome.task_id)
+            .Str("queue", outcome.queue)
+            .Str("reason", "lease expired on the last attempt");
+        break;
+      case TimerOutcome::Kind::kForgotten:
+      case TimerOutcome::Kind::kStale:
+        break;
+    }
+  }
+
+  void AddGauges() {
+    metrics.AddGaugeSource([this](std::vector<prometheus::MetricFamily>* out) {
+      prometheus::MetricFamily tasks =
+          GaugeFamily("hourglass_tasks",
+                      "Tasks the server holds, by queue and state (finished ones while retained).");
+      for (const QueueCounts& counts : store.Counts()) {
+        for (int s = 1; s < kTaskStateCount; ++s) {
+          std::string state(TaskStateName(static_cast<TaskState>(s)));
+          for (char& ch : state)
+            ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+          AddGauge(&tasks, static_cast<double>(counts.by_state[s]),
+                   {{"queue", counts.queue}, {"state", state}});
+        }
+      }
+      out->push_back(std::move(tasks));
+      prometheus::MetricFamily depth =
+          GaugeFamily("hourglass_dispatch_queue_depth",
+                      "Fired timers waiting in the dispatch queue for a worker.");
+      AddGauge(&depth, static_cast<double>(dispatch_queue.size()));
+      out->push_back(std::move(depth));
+      prometheus::MetricFamily capacity =
+          GaugeFamily("hourglass_dispatch_queue_capacity",
+                      "Capacity of the dispatch queue (--queue_capacity).");
+      AddGauge(&capacity, static_cast<double>(dispatch_queue.capacity()));
+      out->push_back(std::move(capacity));
+      prometheus::MetricFamily timers =
+          GaugeFamily("hourglass_timers", "Timers armed in the timing wheel.");
+      AddGauge(&timers, static_cast<double>(ticker.size()));
+      out->push_back(std::move(timers));
+      prometheus::MetricFamily waiters =
+          GaugeFamily("hourglass_lease_waiters", "Lease calls parked waiting for a ready task.");
+      AddGauge(&waiters, static_cast<double>(pull.parked()));
+      out->push_back(std::move(waiters));
+      prometheus::MetricFamily wakeups;
+      wakeups.name = "hourglass_ticker_wakeups_total";
+      wakeups.help = "Times the tick thread woke up (it sleeps while nothing is due).";
+      wakeups.type = prometheus::MetricType::Counter;
+      wakeups.metric.emplace_back().counter.value = static_cast<double>(ticker.wakeups());
+      out->push_back(std::move(wakeups));
+    });
+  }
+
+  const ServerOptions options;
+  Clock& clock;
+  std::unique_ptr<DataDirLock> data_dir_lock;
+  Metrics metrics;
+  RpcContext context;
+  BoundedQueue<uint64_t> dispatch_queue;
+  Ticker ticker;
+  TaskStore store;
+  PullDeliverer pull;
+  SchedulerServiceImpl scheduler;
+  ConsumerServiceImpl consumer;
+  std::unique_ptr<WorkerPool<uint64_t>> workers;
+  std::unique_ptr<grpc::Server> grpc_server;
+  int grpc_port = 0;
+  std::unique_ptr<prometheus::Exposer> exposer;
+  std::string metrics_address;
+  bool shut_down = false;
+};
+
+absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& options, Clock& clock) {
+  if (absl::Status s = ValidateOptions(options); !s.ok()) return s;
+  absl::StatusOr<std::unique_ptr<DataDirLock>> lock = DataDirLock::Acquire(options.data_dir);
+  if (!lock.ok()) return lock.status();
+
+  auto parts = std::make_unique<Parts>(options, clock);
+  Parts& p = *parts;
+  p.data_dir_lock = *std::move(lock);
+  p.AddGauges();
+  p.workers =
+      std::make_unique<WorkerPool<uint64_t>>("hg-worker", options.workers, p.dispatch_queue,
+                                             [&p](uint64_t cookie) { p.HandleTimer(cookie); });
+  p.ticker.Start();
+  // From here on, a failure must stop the threads: the Server's destructor does.
+  auto server = std::unique_ptr<Server>(new Server(std::move(parts)));
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options.grpc_address, grpc::InsecureServerCredentials(), &p.grpc_port);
+  builder.RegisterService(&p.scheduler);
+  builder.RegisterService(&p.consumer);
+  // Room for the largest valid request: the payload plus headers, ids and framing.
+  const int64_t max_message =
+      std::max<int64_t>(4 << 20, options.limits.max_payload_bytes + (1 << 20));
+  builder.SetMaxReceiveMessageSize(static_cast<int>(std::min<int64_t>(max_message, INT32_MAX)));
+  p.grpc_server = builder.BuildAndStart();
+  if (p.grpc_server == nullptr || p.grpc_port == 0) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on --grpc_address \"", options.grpc_address,
+                     "\": the address is malformed or the port is in use"));
+  }
+  grpc::HealthCheckServiceInterface* health = p.grpc_server->GetHealthCheckService();
+  health->SetServingStatus("", true);
+  for (const char* name : kServiceNames) health->SetServingStatus(name, true);
+
+  if (!options.metrics_address.empty()) {
+    // prometheus-cpp reports a bind failure by throwing; hourglass code does not throw, so the
+    // exception stops here.
+    try {
+      p.exposer = std::make_unique<prometheus::Exposer>(options.metrics_address);
+    } catch (const std::exception& e) {
+      return absl::UnavailableError(absl::StrCat("cannot serve metrics on --metrics_address \"",
+                                                 options.metrics_address, "\": ", e.what()));
+    }
+    for (const auto& collectable : p.metrics.collectables()) {
+      p.exposer->RegisterCollectable(collectable);
+    }
+    const std::vector<int> ports = p.exposer->GetListeningPorts();
+    const std::string host(options.metrics_address.substr(0, options.metrics_address.rfind(':')));
+    p.metrics_address = absl::StrCat(host, ":", ports.empty() ? 0 : ports.front());
+  }
+  return server;
+}
+
+Server::Server(std::unique_ptr<Parts> parts) : parts_(std::move(parts)) {}
+
+Server::~Server() { Shutdown(); }
+
+int Server::grpc_port() const { return parts_->grpc_port; }
+std::string Server::metrics_address() const { return parts_->metrics_address; }
+TaskStore& Server::store() { return parts_->store; }
+
+std::shared_ptr<grpc::Channel> Server::InProcessChannel() {
+  return parts_->grpc_server->InProcessChannel(grpc::ChannelArguments());
+}
+
+void Server::Shutdown() {
+  absl::MutexLock lock(&shutdown_mu_);
+  Parts& p = *parts_;
+  if (p.shut_down) return;
+  p.shut_down = true;
+  p.context.shutting_down.store(true);
+  if (p.grpc_server != nullptr) {
+    // NOT_SERVING for every service, from now on.
+    p.grpc_server->GetHealthCheckService()->Shutdown();
+  }
+  p.pull.Shutdown();  // parked Lease calls: UNAVAILABLE
+  if (p.grpc_server != nullptr) {
+    p.grpc_server->Shutdown(absl::ToChronoTime(absl::Now() + p.options.shutdown_grace));
+  }
+  // Closing the queue first releases the tick thread if it waits for room.
+  p.dispatch_queue.Close();
+  p.ticker.Stop();
+  if (p.workers != nullptr) p.workers->Join();
+  p.exposer.reset();
+}
+
+}  // namespace hourglass

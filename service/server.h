@@ -1,0 +1,80 @@
+// Server: assembles hourglass. One object owns every part, built in dependency order:
+//
+//   clock ─ Ticker (tick thread, timing wheel) ─fires─▶ dispatch queue (BoundedQueue)
+//                                                          │
+//   TaskStore ◀──── WorkerPool (--workers threads) ◀───────┘
+//       │                │ READY task
+//       │                ▼
+//       │          PullDeliverer ─▶ parked Lease calls
+//       ▼
+//   gRPC services (SchedulerService, ConsumerService, health, reflection) + /metrics exposer
+//
+//   absl::StatusOr<std::unique_ptr<Server>> server = Server::Create(options, SystemClock::Get());
+//   ...                                           // serve until SIGTERM
+//   (*server)->Shutdown();                        // NOT_SERVING, drain, stop threads
+//
+// Thread-safe: Shutdown may be called from any thread, once or more.
+#ifndef HOURGLASS_SERVICE_SERVER_H_
+#define HOURGLASS_SERVICE_SERVER_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "grpcpp/grpcpp.h"
+#include "service/validation.h"
+#include "store/task_store.h"
+#include "wheel/clock.h"
+
+namespace hourglass {
+
+struct ServerOptions {
+  // Where gRPC listens; port 0 picks a free port (see Server::grpc_port()).
+  std::string grpc_address = "0.0.0.0:7070";
+  // Where /metrics is served; port 0 picks a free port; empty: no metrics endpoint.
+  std::string metrics_address = "0.0.0.0:9464";
+  // The data directory: created if missing and locked against a second server.
+  std::string data_dir = "./data";
+  int workers = 4;
+  size_t queue_capacity = 10000;
+  absl::Duration retention = absl::Hours(24);
+  absl::Duration shutdown_grace = absl::Seconds(10);
+  Limits limits;
+};
+
+// Checks options a user sets with flags; the message names the flag and the limit.
+absl::Status ValidateOptions(const ServerOptions& options);
+
+class Server {
+ public:
+  // Builds and starts everything; fails (with a message naming what to fix) when an address
+  // cannot be bound or the data directory cannot be used. `clock` must outlive the server.
+  static absl::StatusOr<std::unique_ptr<Server>> Create(const ServerOptions& options, Clock& clock);
+  ~Server();  // Shutdown()
+
+  // The bound gRPC port and metrics address ("host:port"; empty when disabled).
+  int grpc_port() const;
+  std::string metrics_address() const;
+
+  // Health NOT_SERVING, new calls UNAVAILABLE, parked Lease calls answered, in-flight calls
+  // drained within the shutdown grace, then the tick thread and workers stopped. Idempotent.
+  void Shutdown();
+
+  // A channel to this server that skips the network, for tests.
+  std::shared_ptr<grpc::Channel> InProcessChannel();
+
+  TaskStore& store();
+
+ private:
+  struct Parts;
+  explicit Server(std::unique_ptr<Parts> parts);
+
+  absl::Mutex shutdown_mu_;  // serialises Shutdown()
+  std::unique_ptr<Parts> parts_;
+};
+
+}  // namespace hourglass
+
+#endif  // HOURGLASS_SERVICE_SERVER_H_

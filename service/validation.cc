@@ -1,0 +1,258 @@
+#include "service/validation.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+
+namespace hourglass {
+
+namespace {
+
+// Seconds between 0001-01-01 and 9999-12-31T23:59:59, and the Duration range, from the protobuf
+// well-known types' documentation.
+constexpr int64_t kMinTimestampSeconds = -62135596800;
+constexpr int64_t kMaxTimestampSeconds = 253402300799;
+constexpr int64_t kMaxDurationSeconds = 315576000000;
+
+std::string Fmt(absl::Duration d) { return absl::FormatDuration(d); }
+
+absl::Status Invalid(absl::string_view message) { return absl::InvalidArgumentError(message); }
+
+bool IsQueueChar(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+         c == '_' || c == '-';
+}
+
+// A duration field: unset gives `unset`; it must lie in [min, max].
+absl::StatusOr<absl::Duration> DurationField(bool has, const google::protobuf::Duration& proto,
+                                             absl::string_view field, absl::Duration unset,
+                                             absl::Duration min, absl::Duration max) {
+  if (!has) return unset;
+  absl::StatusOr<absl::Duration> d = FromProto(proto, field);
+  if (!d.ok()) return d.status();
+  if (*d < min) return Invalid(absl::StrCat(field, " must be >= ", Fmt(min), ", got ", Fmt(*d)));
+  if (*d > max) return Invalid(absl::StrCat(field, " must be <= ", Fmt(max), ", got ", Fmt(*d)));
+  return *d;
+}
+
+// The due time of a `when` oneof (delay or at); unset means now.
+template <typename Request>
+absl::StatusOr<absl::Time> DueTime(const Request& request, const Limits& limits, absl::Time now) {
+  if (request.has_delay()) {
+    absl::StatusOr<absl::Duration> delay =
+        DurationField(true, request.delay(), "delay", absl::ZeroDuration(), absl::ZeroDuration(),
+                      limits.max_delay);
+    if (!delay.ok()) {
+      return Invalid(
+          absl::StrCat(delay.status().message(), " (the limit is the server's --max_delay)"));
+    }
+    return now + *delay;
+  }
+  if (request.has_at()) {
+    absl::StatusOr<absl::Time> at = FromProto(request.at(), "at");
+    if (!at.ok()) return at.status();
+    if (*at - now > limits.max_delay) {
+      return Invalid(absl::StrCat("at must be at most ", Fmt(limits.max_delay),
+                                  " (--max_delay) from now, got ", absl::FormatTime(*at), ", ",
+                                  Fmt(*at - now), " from now"));
+    }
+    return std::max(*at, now);
+  }
+  return now;
+}
+
+absl::StatusOr<RetryPolicy> ValidateRetryPolicy(const v1::ScheduleRequest& request) {
+  RetryPolicy policy;
+  if (!request.has_retry_policy()) return policy;
+  const v1::RetryPolicy& p = request.retry_policy();
+  if (p.max_attempts() < 0 || p.max_attempts() > kMaxAttemptsLimit) {
+    return Invalid(absl::StrCat("retry_policy.max_attempts must be between 0 (the default, ",
+                                policy.max_attempts, ") and ", kMaxAttemptsLimit, ", got ",
+                                p.max_attempts()));
+  }
+  if (p.max_attempts() > 0) policy.max_attempts = p.max_attempts();
+  absl::StatusOr<absl::Duration> min_backoff =
+      DurationField(p.has_min_backoff(), p.min_backoff(), "retry_policy.min_backoff",
+                    policy.min_backoff, absl::ZeroDuration(), kMaxBackoffLimit);
+  if (!min_backoff.ok()) return min_backoff.status();
+  policy.min_backoff = *min_backoff;
+  absl::StatusOr<absl::Duration> max_backoff = DurationField(
+      p.has_max_backoff(), p.max_backoff(), "retry_policy.max_backoff",
+      std::max(policy.max_backoff, policy.min_backoff), absl::ZeroDuration(), kMaxBackoffLimit);
+  if (!max_backoff.ok()) return max_backoff.status();
+  policy.max_backoff = *max_backoff;
+  if (policy.max_backoff < policy.min_backoff) {
+    return Invalid(absl::StrCat("retry_policy.max_backoff (", Fmt(policy.max_backoff),
+                                ") must be >= retry_policy.min_backoff (", Fmt(policy.min_backoff),
+                                ")"));
+  }
+  return policy;
+}
+
+}  // namespace
+
+absl::StatusOr<absl::Duration> FromProto(const google::protobuf::Duration& d,
+                                         absl::string_view field) {
+  const bool nanos_ok = d.nanos() > -1000000000 && d.nanos() < 1000000000 &&
+                        !(d.seconds() > 0 && d.nanos() < 0) && !(d.seconds() < 0 && d.nanos() > 0);
+  if (d.seconds() < -kMaxDurationSeconds || d.seconds() > kMaxDurationSeconds || !nanos_ok) {
+    return Invalid(absl::StrCat(field, " is not a valid google.protobuf.Duration (seconds ",
+                                d.seconds(), ", nanos ", d.nanos(), ")"));
+  }
+  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
+}
+
+absl::StatusOr<absl::Time> FromProto(const google::protobuf::Timestamp& t,
+                                     absl::string_view field) {
+  if (t.seconds() < kMinTimestampSeconds || t.seconds() > kMaxTimestampSeconds || t.nanos() < 0 ||
+      t.nanos() > 999999999) {
+    return Invalid(absl::StrCat(field, " is not a valid google.protobuf.Timestamp (seconds ",
+                                t.seconds(), ", nanos ", t.nanos(), ")"));
+  }
+  return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
+}
+
+google::protobuf::Duration ToProto(absl::Duration d) {
+  google::protobuf::Duration proto;
+  const int64_t seconds = absl::IDivDuration(d, absl::Seconds(1), &d);
+  proto.set_seconds(seconds);
+  proto.set_nanos(static_cast<int32_t>(absl::ToInt64Nanoseconds(d)));
+  return proto;
+}
+
+google::protobuf::Timestamp ToProto(absl::Time t) {
+  google::protobuf::Timestamp proto;
+  const int64_t seconds = absl::ToUnixSeconds(t);
+  proto.set_seconds(seconds);
+  proto.set_nanos(
+      static_cast<int32_t>(absl::ToInt64Nanoseconds(t - absl::FromUnixSeconds(seconds))));
+  return proto;
+}
+
+absl::StatusOr<std::string> ValidateQueue(absl::string_view queue) {
+  if (queue.empty()) return std::string(kDefaultQueue);
+  if (queue.size() > kMaxQueueNameBytes) {
+    return Invalid(
+        absl::StrCat("queue must be at most ", kMaxQueueNameBytes, " bytes, got ", queue.size()));
+  }
+  if (!std::all_of(queue.begin(), queue.end(), IsQueueChar)) {
+    return Invalid(absl::StrCat("queue must match [A-Za-z0-9._-]{1,200}, got \"",
+                                absl::CHexEscape(queue.substr(0, 64)),
+                                queue.size() > 64 ? "...\"" : "\""));
+  }
+  return std::string(queue);
+}
+
+absl::Status ValidateTaskId(absl::string_view task_id) {
+  if (task_id.empty()) return Invalid("task_id must not be empty");
+  if (task_id.size() > kMaxTaskIdBytes) {
+    return Invalid(
+        absl::StrCat("task_id must be at most ", kMaxTaskIdBytes, " bytes, got ", task_id.size()));
+  }
+  for (char c : task_id) {
+    if (c < 0x21 || c > 0x7e) {
+      return Invalid(
+          "task_id must be printable ASCII without spaces (bytes 0x21 to 0x7e), got a byte 0x" +
+          absl::StrCat(absl::Hex(static_cast<unsigned char>(c), absl::kZeroPad2)));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<NewTask> ValidateSchedule(const v1::ScheduleRequest& request, const Limits& limits,
+                                         absl::Time now) {
+  NewTask task;
+  absl::StatusOr<std::string> queue = ValidateQueue(request.queue());
+  if (!queue.ok()) return queue.status();
+  task.queue = *std::move(queue);
+  if (!request.task_id().empty()) {
+    if (absl::Status s = ValidateTaskId(request.task_id()); !s.ok()) return s;
+    task.task_id = request.task_id();
+  }
+  if (static_cast<int64_t>(request.payload().size()) > limits.max_payload_bytes) {
+    return Invalid(absl::StrCat("payload must be at most ", limits.max_payload_bytes,
+                                " bytes (--max_payload_bytes), got ", request.payload().size()));
+  }
+  if (request.headers_size() > static_cast<int>(kMaxHeaders)) {
+    return Invalid(absl::StrCat("headers must have at most ", kMaxHeaders, " entries, got ",
+                                request.headers_size()));
+  }
+  for (const auto& [key, value] : request.headers()) {
+    if (key.empty() || key.size() > kMaxHeaderKeyBytes) {
+      return Invalid(absl::StrCat("headers keys must be 1 to ", kMaxHeaderKeyBytes,
+                                  " bytes, got one of ", key.size()));
+    }
+    if (value.size() > kMaxHeaderValueBytes) {
+      return Invalid(absl::StrCat("headers[\"", key, "\"] must be at most ", kMaxHeaderValueBytes,
+                                  " bytes, got ", value.size()));
+    }
+  }
+  absl::StatusOr<absl::Time> due = DueTime(request, limits, now);
+  if (!due.ok()) return due.status();
+  task.due_time = *due;
+  absl::StatusOr<RetryPolicy> policy = ValidateRetryPolicy(request);
+  if (!policy.ok()) return policy.status();
+  task.retry_policy = *policy;
+  task.payload = request.payload();
+  task.headers.assign(request.headers().begin(), request.headers().end());
+  std::sort(task.headers.begin(), task.headers.end());
+  return task;
+}
+
+absl::StatusOr<absl::Time> ValidateReschedule(const v1::RescheduleRequest& request,
+                                              const Limits& limits, absl::Time now) {
+  if (absl::Status s = ValidateTaskId(request.task_id()); !s.ok()) return s;
+  return DueTime(request, limits, now);
+}
+
+absl::StatusOr<LeaseParams> ValidateLease(const v1::LeaseRequest& request) {
+  LeaseParams params;
+  absl::StatusOr<std::string> queue = ValidateQueue(request.queue());
+  if (!queue.ok()) return queue.status();
+  params.queue = *std::move(queue);
+  if (request.max_tasks() < 0 || request.max_tasks() > kMaxLeaseTasks) {
+    return Invalid(absl::StrCat("max_tasks must be between 0 (meaning 1) and ", kMaxLeaseTasks,
+                                ", got ", request.max_tasks()));
+  }
+  params.max_tasks = std::max(1, request.max_tasks());
+  absl::StatusOr<absl::Duration> lease_duration =
+      DurationField(request.has_lease_duration(), request.lease_duration(), "lease_duration",
+                    kDefaultLeaseDuration, kMinLeaseDuration, kMaxLeaseDuration);
+  if (!lease_duration.ok()) return lease_duration.status();
+  params.lease_duration = *lease_duration;
+  absl::StatusOr<absl::Duration> wait =
+      DurationField(request.has_wait(), request.wait(), "wait", absl::ZeroDuration(),
+                    absl::ZeroDuration(), kMaxLeaseWait);
+  if (!wait.ok()) return wait.status();
+  params.wait = *wait;
+  return params;
+}
+
+absl::StatusOr<NackParams> ValidateNack(const v1::NackRequest& request, const Limits& limits) {
+  if (absl::Status s = ValidateTaskId(request.task_id()); !s.ok()) return s;
+  NackParams params;
+  if (request.has_retry_delay()) {
+    absl::StatusOr<absl::Duration> delay =
+        DurationField(true, request.retry_delay(), "retry_delay", absl::ZeroDuration(),
+                      absl::ZeroDuration(), limits.max_delay);
+    if (!delay.ok()) return delay.status();
+    params.retry_delay = *delay;
+  }
+  params.error = request.error().substr(0, kMaxErrorBytes);
+  if (params.error.size() < request.error().size()) {
+    // Cut at a character boundary: drop a UTF-8 sequence the limit split.
+    while (!params.error.empty() && (params.error.back() & 0xC0) == 0x80) params.error.pop_back();
+    if (!params.error.empty() && (params.error.back() & 0xC0) == 0xC0) params.error.pop_back();
+  }
+  return params;
+}
+
+absl::StatusOr<absl::Duration> ValidateExtendLease(const v1::ExtendLeaseRequest& request) {
+  if (absl::Status s = ValidateTaskId(request.task_id()); !s.ok()) return s;
+  return DurationField(request.has_lease_duration(), request.lease_duration(), "lease_duration",
+                       kDefaultLeaseDuration, kMinLeaseDuration, kMaxLeaseDuration);
+}
+
+}  // namespace hourglass

@@ -1,0 +1,80 @@
+// Request validation: turns hourglass.v1 requests into the store's types, or into an
+// InvalidArgument status whose message names the field and the limit ("delay must be >= 0, got
+// -5s"). Nothing a client sends gets past here unchecked. Pure functions; thread-safe.
+#ifndef HOURGLASS_SERVICE_VALIDATION_H_
+#define HOURGLASS_SERVICE_VALIDATION_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "google/protobuf/duration.pb.h"
+#include "google/protobuf/timestamp.pb.h"
+#include "hourglass/v1/consumer_service.pb.h"
+#include "hourglass/v1/scheduler_service.pb.h"
+#include "store/task_store.h"
+
+namespace hourglass {
+
+// Limits set by flags.
+struct Limits {
+  int64_t max_payload_bytes = int64_t{1} << 20;
+  absl::Duration max_delay = absl::Hours(24 * 730);
+};
+
+inline constexpr absl::string_view kDefaultQueue = "default";
+inline constexpr size_t kMaxQueueNameBytes = 200;
+inline constexpr size_t kMaxTaskIdBytes = 200;
+inline constexpr size_t kMaxHeaders = 64;
+inline constexpr size_t kMaxHeaderKeyBytes = 256;
+inline constexpr size_t kMaxHeaderValueBytes = 4096;
+inline constexpr size_t kMaxErrorBytes = 4096;
+inline constexpr int kMaxLeaseTasks = 1000;
+inline constexpr int32_t kMaxAttemptsLimit = 1000;
+inline const absl::Duration kDefaultLeaseDuration = absl::Seconds(30);
+inline const absl::Duration kMinLeaseDuration = absl::Seconds(1);
+inline const absl::Duration kMaxLeaseDuration = absl::Hours(12);
+inline const absl::Duration kMaxLeaseWait = absl::Seconds(60);
+inline const absl::Duration kMaxBackoffLimit = absl::Hours(24 * 30);
+
+// The queue to use: `queue`, or "default" when empty. InvalidArgument unless [A-Za-z0-9._-]{1,200}.
+absl::StatusOr<std::string> ValidateQueue(absl::string_view queue);
+// A task id of a request naming an existing task: 1 to 200 printable ASCII bytes.
+absl::Status ValidateTaskId(absl::string_view task_id);
+
+absl::StatusOr<NewTask> ValidateSchedule(const v1::ScheduleRequest& request, const Limits& limits,
+                                         absl::Time now);
+// The new due time of a Reschedule.
+absl::StatusOr<absl::Time> ValidateReschedule(const v1::RescheduleRequest& request,
+                                              const Limits& limits, absl::Time now);
+
+struct LeaseParams {
+  std::string queue;
+  int max_tasks = 1;
+  absl::Duration lease_duration;
+  absl::Duration wait;
+};
+absl::StatusOr<LeaseParams> ValidateLease(const v1::LeaseRequest& request);
+
+struct NackParams {
+  std::optional<absl::Duration> retry_delay;
+  std::string error;
+};
+absl::StatusOr<NackParams> ValidateNack(const v1::NackRequest& request, const Limits& limits);
+absl::StatusOr<absl::Duration> ValidateExtendLease(const v1::ExtendLeaseRequest& request);
+
+// Conversions between protobuf well-known types and absl, checking the ranges the protobuf
+// documentation sets (InvalidArgument naming `field` otherwise).
+absl::StatusOr<absl::Duration> FromProto(const google::protobuf::Duration& d,
+                                         absl::string_view field);
+absl::StatusOr<absl::Time> FromProto(const google::protobuf::Timestamp& t, absl::string_view field);
+google::protobuf::Duration ToProto(absl::Duration d);
+google::protobuf::Timestamp ToProto(absl::Time t);
+
+}  // namespace hourglass
+
+#endif  // HOURGLASS_SERVICE_VALIDATION_H_

@@ -1,0 +1,449 @@
+#include "store/task_store.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+
+namespace hourglass {
+
+namespace {
+
+// FNV-1a, 64 bits: a stable fingerprint of a payload for idempotent Schedule, so that finished
+// tasks can drop their payload and still recognise a repeat.
+uint64_t Fingerprint(absl::string_view bytes) {
+  uint64_t h = 14695981039346656037ull;
+  for (unsigned char c : bytes) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+constexpr uint32_t kNoSlot = ~uint32_t{0};
+
+}  // namespace
+
+absl::string_view TaskStateName(TaskState state) {
+  switch (state) {
+    case TaskState::kScheduled:
+      return "SCHEDULED";
+    case TaskState::kReady:
+      return "READY";
+    case TaskState::kLeased:
+      return "LEASED";
+    case TaskState::kSucceeded:
+      return "SUCCEEDED";
+    case TaskState::kCancelled:
+      return "CANCELLED";
+    case TaskState::kDead:
+      return "DEAD";
+  }
+  return "UNSPECIFIED";
+}
+
+absl::Duration RetryPolicy::Backoff(int32_t failed_attempts) const {
+  absl::Duration backoff = min_backoff;
+  for (int32_t i = 1; i < failed_attempts && backoff < max_backoff; ++i) backoff *= 2;
+  return std::min(backoff, max_backoff);
+}
+
+struct TaskStore::Queue {
+  std::string name;
+  // Intrusive FIFO of READY records (Record::ready_prev/ready_next).
+  Record* ready_head = nullptr;
+  Record* ready_tail = nullptr;
+  std::array<int64_t, kTaskStateCount> counts{};
+};
+
+struct TaskStore::Record {
+  TimerEntry timer;  // the one timer: due time, lease end or retention end
+  uint32_t slot = kNoSlot;
+  uint32_t timer_generation = 0;  // of the current arming; 0 when disarmed
+  Record* ready_prev = nullptr;
+  Record* ready_next = nullptr;
+  bool in_ready_list = false;
+
+  Queue* queue = nullptr;
+  std::string task_id;
+  std::string payload;  // dropped when the task finishes
+  Headers headers;      // dropped when the task finishes
+  uint64_t payload_fingerprint = 0;
+  int64_t payload_size_bytes = 0;
+  TaskState state = TaskState::kScheduled;
+  int32_t attempts = 0;
+  absl::Time due_time;
+  absl::Time create_time;
+  absl::Time lease_expire_time;
+  absl::Time finish_time;
+  std::string lease_token;
+  std::string last_error;
+  RetryPolicy retry_policy;
+};
+
+TaskStore::TaskStore(Clock& clock, Timers& timers, Options options)
+    : clock_(clock), timers_(timers), options_(options) {}
+
+TaskStore::~TaskStore() {
+  absl::MutexLock lock(&mu_);
+  for (auto& record : slots_) {
+    if (record != nullptr) timers_.Cancel(&record->timer);
+  }
+}
+
+TaskStore::Record* TaskStore::FindLocked(absl::string_view task_id) const {
+  auto it = by_id_.find(task_id);
+  return it == by_id_.end() ? nullptr : it->second;
+}
+
+TaskStore::Queue* TaskStore::QueueLocked(absl::string_view name) {
+  auto it = queues_.find(name);
+  if (it != queues_.end()) return it->second.get();
+  auto queue = std::make_unique<Queue>();
+  queue->name = std::string(name);
+  Queue* raw = queue.get();
+  queues_.emplace(queue->name, std::move(queue));
+  return raw;
+}
+
+void TaskStore::SetStateLocked(Record* r, TaskState state) {
+  --r->queue->counts[static_cast<int>(r->state)];
+  ++r->queue->counts[static_cast<int>(state)];
+  r->state = state;
+}
+
+void TaskStore::ArmLocked(Record* r, absl::Time when) {
+  r->timer_generation = next_timer_generation_++;
+  if (next_timer_generation_ == 0) next_timer_generation_ = 1;
+  const uint64_t cookie = (uint64_t{r->slot} << 32) | r->timer_generation;
+  absl::Status armed = timers_.Schedule(&r->timer, when, cookie);
+  // Due times are validated against --max_delay, far inside the wheel's horizon; a failure here is
+  // a broken invariant, not bad input.
+  if (!armed.ok()) {
+    std::fprintf(stderr, "hourglass: fatal: arming a timer failed: %s\n", armed.ToString().c_str());
+    std::abort();
+  }
+}
+
+void TaskStore::DisarmLocked(Record* r) {
+  timers_.Cancel(&r->timer);
+  r->timer_generation = 0;
+}
+
+void TaskStore::PushReadyLocked(Record* r) {
+  Queue* q = r->queue;
+  r->ready_prev = q->ready_tail;
+  r->ready_next = nullptr;
+  if (q->ready_tail != nullptr) {
+    q->ready_tail->ready_next = r;
+  } else {
+    q->ready_head = r;
+  }
+  q->ready_tail = r;
+  r->in_ready_list = true;
+}
+
+void TaskStore::UnlinkReadyLocked(Record* r) {
+  if (!r->in_ready_list) return;
+  Queue* q = r->queue;
+  (r->ready_prev != nullptr ? r->ready_prev->ready_next : q->ready_head) = r->ready_next;
+  (r->ready_next != nullptr ? r->ready_next->ready_prev : q->ready_tail) = r->ready_prev;
+  r->ready_prev = r->ready_next = nullptr;
+  r->in_ready_list = false;
+}
+
+TaskInfo TaskStore::InfoLocked(const Record& r) const {
+  TaskInfo info;
+  info.task_id = r.task_id;
+  info.queue = r.queue->name;
+  info.state = r.state;
+  info.attempts = r.attempts;
+  info.due_time = r.due_time;
+  info.create_time = r.create_time;
+  if (r.state == TaskState::kLeased) info.lease_expire_time = r.lease_expire_time;
+  if (IsFinal(r.state)) info.finish_time = r.finish_time;
+  info.last_error = r.last_error;
+  info.retry_policy = r.retry_policy;
+  info.payload_size_bytes = r.payload_size_bytes;
+  return info;
+}
+
+std::string TaskStore::NewTaskIdLocked(absl::Time now) {
+  // A ULID: 48 bits of Unix milliseconds, then 80 random bits, in Crockford's base32, so that ids
+  // sort by creation time.
+  static constexpr char kAlphabet[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+  const uint64_t ms = static_cast<uint64_t>(std::max<int64_t>(0, absl::ToUnixMillis(now)));
+  const uint64_t hi = absl::Uniform<uint64_t>(bitgen_) & 0xFFFF;  // 16 random bits
+  const uint64_t lo = absl::Uniform<uint64_t>(bitgen_);           // 64 random bits
+  std::string id(26, '0');
+  // 128 bits: ms (48) | hi (16) | lo (64); 26 base32 digits hold 130 bits, the top 2 are zero.
+  unsigned __int128 v = (static_cast<unsigned __int128>((ms << 16) | hi) << 64) | lo;
+  for (int i = 25; i >= 0; --i) {
+    id[i] = kAlphabet[static_cast<int>(v & 31)];
+    v >>= 5;
+  }
+  return id;
+}
+
+std::string TaskStore::NewLeaseTokenLocked() {
+  return absl::StrCat(absl::Hex(absl::Uniform<uint64_t>(bitgen_), absl::kZeroPad16),
+                      absl::Hex(absl::Uniform<uint64_t>(bitgen_), absl::kZeroPad16));
+}
+
+absl::StatusOr<ScheduleResult> TaskStore::Schedule(NewTask task) {
+  const absl::Time now = clock_.Now();
+  absl::MutexLock lock(&mu_);
+  const uint64_t fingerprint = Fingerprint(task.payload);
+  if (!task.task_id.empty()) {
+    if (const Record* existing = FindLocked(task.task_id); existing != nullptr) {
+      if (existing->queue->name != task.queue || existing->payload_fingerprint != fingerprint) {
+        return absl::AlreadyExistsError(
+            absl::StrCat("task_id \"", task.task_id, "\" is already used by a task with ",
+                         existing->queue->name != task.queue
+                             ? absl::StrCat("queue \"", existing->queue->name, "\"")
+                             : std::string("a different payload"),
+                         "; choose another task_id or repeat the original request"));
+      }
+      return ScheduleResult{existing->task_id, existing->due_time, /*created=*/false};
+    }
+  } else {
+    do {
+      task.task_id = NewTaskIdLocked(now);
+    } while (FindLocked(task.task_id) != nullptr);
+  }
+
+  auto record = std::make_unique<Record>();
+  Record* r = record.get();
+  if (free_slots_.empty()) {
+    r->slot = static_cast<uint32_t>(slots_.size());
+    slots_.push_back(std::move(record));
+  } else {
+    r->slot = free_slots_.back();
+    free_slots_.pop_back();
+    slots_[r->slot] = std::move(record);
+  }
+  r->queue = QueueLocked(task.queue);
+  r->task_id = std::move(task.task_id);
+  r->payload_fingerprint = fingerprint;
+  r->payload_size_bytes = static_cast<int64_t>(task.payload.size());
+  r->payload = std::move(task.payload);
+  r->headers = std::move(task.headers);
+  r->state = TaskState::kScheduled;
+  ++r->queue->counts[static_cast<int>(TaskState::kScheduled)];
+  r->due_time = std::max(task.due_time, now);
+  r->create_time = now;
+  r->retry_policy = task.retry_policy;
+  by_id_.emplace(r->task_id, r);
+  ArmLocked(r, r->due_time);
+  return ScheduleResult{r->task_id, r->due_time, /*created=*/true};
+}
+
+absl::StatusOr<TaskInfo> TaskStore::Cancel(absl::string_view task_id) {
+  const absl::Time now = clock_.Now();
+  absl::MutexLock lock(&mu_);
+  Record* r = FindLocked(task_id);
+  if (r == nullptr)
+    return absl::NotFoundError(absl::StrCat("no task with task_id \"", task_id, "\""));
+  if (r->state != TaskState::kScheduled && r->state != TaskState::kReady) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("task \"", task_id, "\" is ", TaskStateName(r->state),
+                     "; only SCHEDULED or READY tasks can be cancelled"));
+  }
+  FinishLocked(r, TaskState::kCancelled, now);
+  return InfoLocked(*r);
+}
+
+absl::StatusOr<TaskInfo> TaskStore::Reschedule(absl::string_view task_id, absl::Time due_time) {
+  const absl::Time now = clock_.Now();
+  absl::MutexLock lock(&mu_);
+  Record* r = FindLocked(task_id);
+  if (r == nullptr)
+    return absl::NotFoundError(absl::StrCat("no task with task_id \"", task_id, "\""));
+  if (r->state != TaskState::kScheduled && r->state != TaskState::kReady) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("task \"", task_id, "\" is ", TaskStateName(r->state),
+                     "; only SCHEDULED or READY tasks can be rescheduled"));
+  }
+  UnlinkReadyLocked(r);
+  SetStateLocked(r, TaskState::kScheduled);
+  r->due_time = std::max(due_time, now);
+  ArmLocked(r, r->due_time);
+  return InfoLocked(*r);
+}
+
+absl::StatusOr<TaskInfo> TaskStore::Get(absl::string_view task_id) const {
+  absl::MutexLock lock(&mu_);
+  const Record* r = FindLocked(task_id);
+  if (r == nullptr)
+    return absl::NotFoundError(absl::StrCat("no task with task_id \"", task_id, "\""));
+  return InfoLocked(*r);
+}
+
+std::vector<LeasedTask> TaskStore::Lease(absl::string_view queue, int max_tasks,
+                                         absl::Duration lease_duration) {
+  const absl::Time now = clock_.Now();
+  std::vector<LeasedTask> leased;
+  absl::MutexLock lock(&mu_);
+  auto it = queues_.find(queue);
+  if (it == queues_.end()) return leased;
+  Queue* q = it->second.get();
+  while (q->ready_head != nullptr && static_cast<int>(leased.size()) < max_tasks) {
+    Record* r = q->ready_head;
+    UnlinkReadyLocked(r);
+    SetStateLocked(r, TaskState::kLeased);
+    ++r->attempts;
+    r->lease_token = NewLeaseTokenLocked();
+    r->lease_expire_time = now + lease_duration;
+    ArmLocked(r, r->lease_expire_time);
+    LeasedTask& t = leased.emplace_back();
+    t.task_id = r->task_id;
+    t.queue = q->name;
+    t.payload = r->payload;
+    t.headers = r->headers;
+    t.attempt = r->attempts;
+    t.due_time = r->due_time;
+    t.lease_token = r->lease_token;
+    t.lease_expire_time = r->lease_expire_time;
+  }
+  return leased;
+}
+
+absl::StatusOr<TaskStore::Record*> TaskStore::FindLeasedLocked(
+    absl::string_view task_id, absl::string_view lease_token) const {
+  Record* r = FindLocked(task_id);
+  if (r == nullptr)
+    return absl::NotFoundError(absl::StrCat("no task with task_id \"", task_id, "\""));
+  if (r->state != TaskState::kLeased) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("task \"", task_id, "\" is ", TaskStateName(r->state),
+                     ", not LEASED: its lease expired or it was already acknowledged"));
+  }
+  if (r->lease_token != lease_token) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("lease_token does not match the current lease of task \"", task_id,
+                     "\": the lease expired and the task was handed out again"));
+  }
+  return r;
+}
+
+absl::StatusOr<TaskInfo> TaskStore::Ack(absl::string_view task_id, absl::string_view lease_token) {
+  const absl::Time now = clock_.Now();
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<Record*> r = FindLeasedLocked(task_id, lease_token);
+  if (!r.ok()) return r.status();
+  FinishLocked(*r, TaskState::kSucceeded, now);
+  return InfoLocked(**r);
+}
+
+absl::StatusOr<TaskInfo> TaskStore::Nack(absl::string_view task_id, absl::string_view lease_token,
+                                         std::optional<absl::Duration> retry_delay,
+                                         std::string error) {
+  const absl::Time now = clock_.Now();
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<Record*> r = FindLeasedLocked(task_id, lease_token);
+  if (!r.ok()) return r.status();
+  FailAttemptLocked(*r, now, retry_delay, std::move(error));
+  return InfoLocked(**r);
+}
+
+absl::StatusOr<absl::Time> TaskStore::ExtendLease(absl::string_view task_id,
+                                                  absl::string_view lease_token,
+                                                  absl::Duration lease_duration) {
+  const absl::Time now = clock_.Now();
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<Record*> r = FindLeasedLocked(task_id, lease_token);
+  if (!r.ok()) return r.status();
+  (*r)->lease_expire_time = now + lease_duration;
+  ArmLocked(*r, (*r)->lease_expire_time);
+  return (*r)->lease_expire_time;
+}
+
+void TaskStore::FailAttemptLocked(Record* r, absl::Time now,
+                                  std::optional<absl::Duration> retry_delay, std::string error) {
+  r->last_error = std::move(error);
+  r->lease_token.clear();
+  if (r->attempts >= r->retry_policy.max_attempts) {
+    FinishLocked(r, TaskState::kDead, now);
+    return;
+  }
+  SetStateLocked(r, TaskState::kScheduled);
+  r->due_time = now + retry_delay.value_or(r->retry_policy.Backoff(r->attempts));
+  ArmLocked(r, r->due_time);
+}
+
+void TaskStore::FinishLocked(Record* r, TaskState final_state, absl::Time now) {
+  UnlinkReadyLocked(r);
+  SetStateLocked(r, final_state);
+  r->finish_time = now;
+  r->lease_token.clear();
+  // The payload is never handed out again: free it. Its fingerprint still answers idempotency.
+  std::string().swap(r->payload);
+  Headers().swap(r->headers);
+  ArmLocked(r, now + options_.retention);
+}
+
+void TaskStore::EraseLocked(Record* r) {
+  DisarmLocked(r);
+  UnlinkReadyLocked(r);
+  --r->queue->counts[static_cast<int>(r->state)];
+  by_id_.erase(r->task_id);
+  const uint32_t slot = r->slot;
+  slots_[slot].reset();
+  free_slots_.push_back(slot);
+}
+
+TimerOutcome TaskStore::OnTimer(uint64_t cookie) {
+  const absl::Time now = clock_.Now();
+  TimerOutcome outcome;
+  const uint32_t slot = static_cast<uint32_t>(cookie >> 32);
+  const uint32_t generation = static_cast<uint32_t>(cookie);
+  absl::MutexLock lock(&mu_);
+  if ((cookie & kExternalCookieBit) != 0 || slot >= slots_.size()) return outcome;
+  Record* r = slots_[slot].get();
+  if (r == nullptr || r->timer_generation != generation) return outcome;
+  r->timer_generation = 0;
+  outcome.queue = r->queue->name;
+  outcome.task_id = r->task_id;
+  switch (r->state) {
+    case TaskState::kScheduled:
+      SetStateLocked(r, TaskState::kReady);
+      PushReadyLocked(r);
+      outcome.kind = TimerOutcome::Kind::kReady;
+      outcome.lateness = std::max(absl::ZeroDuration(), now - r->due_time);
+      break;
+    case TaskState::kLeased:
+      FailAttemptLocked(r, now, std::nullopt,
+                        absl::StrCat("lease expired at ", absl::FormatTime(r->lease_expire_time),
+                                     " without Ack or Nack"));
+      outcome.kind = r->state == TaskState::kDead ? TimerOutcome::Kind::kLeaseDead
+                                                  : TimerOutcome::Kind::kLeaseRetry;
+      break;
+    case TaskState::kSucceeded:
+    case TaskState::kCancelled:
+    case TaskState::kDead:
+      EraseLocked(r);
+      outcome.kind = TimerOutcome::Kind::kForgotten;
+      break;
+    case TaskState::kReady:
+      break;  // READY tasks have no timer armed.
+  }
+  return outcome;
+}
+
+std::vector<QueueCounts> TaskStore::Counts() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<QueueCounts> counts;
+  counts.reserve(queues_.size());
+  for (const auto& [name, queue] : queues_) counts.push_back({name, queue->counts});
+  return counts;
+}
+
+size_t TaskStore::size() const {
+  absl::MutexLock lock(&mu_);
+  return by_id_.size();
+}
+
+}  // namespace hourglass

@@ -1,0 +1,245 @@
+// TaskStore: the one owner of task state and of its transitions.
+//
+//   TaskStore store(clock, timers, {.retention = absl::Hours(24)});
+//   absl::StatusOr<ScheduleResult> r = store.Schedule({.queue = "emails", .payload = "...",
+//                                                      .due_time = clock.Now() +
+//                                                      absl::Seconds(90)});
+//   ...                                  // the tick thread fires the task's timer:
+//   TimerOutcome o = store.OnTimer(cookie);                   // SCHEDULED -> READY
+//   std::vector<LeasedTask> leased = store.Lease("emails", 10, absl::Seconds(30));
+//   store.Ack(leased[0].task_id, leased[0].lease_token);      // LEASED -> SUCCEEDED
+//
+// The life cycle (DESIGN.md §4):
+//
+//   SCHEDULED --due--> READY --Lease--> LEASED --Ack--> SUCCEEDED
+//       ^                |                 |
+//       |                +--Cancel--> CANCELLED
+//       +--- Nack / lease expiry (backoff) -+--(max_attempts reached)--> DEAD
+//
+// Every task has exactly one timer (TimerEntry embedded in its record), armed for the event its
+// state waits for: the due time (SCHEDULED), the lease's end (LEASED) or the end of retention
+// (SUCCEEDED, CANCELLED, DEAD); READY tasks wait in their queue's ready list instead. The store
+// arms timers through the Timers interface and learns of fired ones through OnTimer(cookie); a
+// cookie names the record and the arming generation, so a timer that fired just as it was re-armed
+// or cancelled is recognised as stale and ignored.
+//
+// Every state change is made by one of the public mutators below under mu_, in O(1) (Lease: O(n)
+// in the tasks it hands out): the write-ahead log records exactly these changes.
+//
+// Thread-safe. Lock order: mu_ before the Timers implementation's lock. Never calls out to user
+// code while holding mu_.
+#ifndef HOURGLASS_STORE_TASK_STORE_H_
+#define HOURGLASS_STORE_TASK_STORE_H_
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/random/random.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "wheel/clock.h"
+#include "wheel/timers.h"
+#include "wheel/timing_wheel.h"
+
+namespace hourglass {
+
+// Numbered as hourglass.v1.TaskState.
+enum class TaskState : int {
+  kScheduled = 1,
+  kReady = 2,
+  kLeased = 3,
+  kSucceeded = 4,
+  kCancelled = 5,
+  kDead = 6,
+};
+inline constexpr int kTaskStateCount = 7;          // index 0 unused
+absl::string_view TaskStateName(TaskState state);  // "SCHEDULED", ...
+inline bool IsFinal(TaskState s) {
+  return s == TaskState::kSucceeded || s == TaskState::kCancelled || s == TaskState::kDead;
+}
+
+// How failed hand-outs are retried. After the n-th failed hand-out the task waits
+// min(min_backoff * 2^(n-1), max_backoff); after max_attempts hand-outs it is DEAD.
+struct RetryPolicy {
+  int32_t max_attempts = 5;
+  absl::Duration min_backoff = absl::Seconds(1);
+  absl::Duration max_backoff = absl::Seconds(300);
+
+  // The wait after the `failed_attempts`-th failure (>= 1).
+  absl::Duration Backoff(int32_t failed_attempts) const;
+};
+
+using Headers = std::vector<std::pair<std::string, std::string>>;
+
+// A validated Schedule request.
+struct NewTask {
+  std::string queue;
+  std::string task_id;  // empty: the store makes a time-ordered id
+  std::string payload;
+  Headers headers;
+  absl::Time due_time;
+  RetryPolicy retry_policy;
+};
+
+struct ScheduleResult {
+  std::string task_id;
+  absl::Time due_time;
+  bool created = false;  // false: an idempotent repeat of an earlier Schedule
+};
+
+// A copy of what the store knows of a task (without its payload).
+struct TaskInfo {
+  std::string task_id;
+  std::string queue;
+  TaskState state = TaskState::kScheduled;
+  int32_t attempts = 0;
+  absl::Time due_time;
+  absl::Time create_time;
+  std::optional<absl::Time> lease_expire_time;  // LEASED only
+  std::optional<absl::Time> finish_time;        // final states only
+  std::string last_error;
+  RetryPolicy retry_policy;
+  int64_t payload_size_bytes = 0;
+};
+
+// A task handed to a consumer.
+struct LeasedTask {
+  std::string task_id;
+  std::string queue;
+  std::string payload;
+  Headers headers;
+  int32_t attempt = 0;  // from 1
+  absl::Time due_time;
+  std::string lease_token;
+  absl::Time lease_expire_time;
+};
+
+// What a fired timer did, for the caller to report (metrics) and act on (wake consumers).
+struct TimerOutcome {
+  enum class Kind {
+    kStale,       // the timer was re-armed or cancelled as it fired: nothing happened
+    kReady,       // SCHEDULED -> READY: consumers of `queue` may lease it
+    kLeaseRetry,  // a lease expired; the task waits for its retry (SCHEDULED)
+    kLeaseDead,   // a lease expired on the last attempt: DEAD
+    kForgotten,   // a finished task's retention ended; it is gone
+  };
+  Kind kind = Kind::kStale;
+  std::string queue;
+  std::string task_id;
+  absl::Duration lateness;  // kReady: now - due_time (>= 0)
+};
+
+// Per-queue counts of tasks by state, for the gauges.
+struct QueueCounts {
+  std::string queue;
+  std::array<int64_t, kTaskStateCount> by_state{};  // indexed by TaskState
+};
+
+class TaskStore {
+ public:
+  struct Options {
+    // How long finished tasks (SUCCEEDED, CANCELLED, DEAD) are kept for GetStatus and idempotency.
+    absl::Duration retention = absl::Hours(24);
+  };
+
+  // `clock` and `timers` must outlive the store. Timers' fired cookies are to be passed to
+  // OnTimer() (cookies with kExternalCookieBit set are not the store's).
+  TaskStore(Clock& clock, Timers& timers, Options options);
+  ~TaskStore();  // disarms every timer
+  TaskStore(const TaskStore&) = delete;
+  TaskStore& operator=(const TaskStore&) = delete;
+
+  // Cookies with this bit set belong to other users of the same Timers (Lease long-polls).
+  static constexpr uint64_t kExternalCookieBit = uint64_t{1} << 63;
+
+  // Adds a SCHEDULED task (due at once when due_time has passed). With a task_id already in use:
+  // the same queue and payload return the original result (created = false); anything else is
+  // ALREADY_EXISTS.
+  absl::StatusOr<ScheduleResult> Schedule(NewTask task) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // SCHEDULED or READY -> CANCELLED. NOT_FOUND, or FAILED_PRECONDITION for other states.
+  absl::StatusOr<TaskInfo> Cancel(absl::string_view task_id) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Moves a SCHEDULED or READY task to `due_time` (SCHEDULED). NOT_FOUND, FAILED_PRECONDITION.
+  absl::StatusOr<TaskInfo> Reschedule(absl::string_view task_id, absl::Time due_time)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  absl::StatusOr<TaskInfo> Get(absl::string_view task_id) const ABSL_LOCKS_EXCLUDED(mu_);
+
+  // READY -> LEASED for up to `max_tasks` tasks of `queue`, oldest ready first. Empty when none is
+  // ready.
+  std::vector<LeasedTask> Lease(absl::string_view queue, int max_tasks,
+                                absl::Duration lease_duration) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // LEASED -> SUCCEEDED. NOT_FOUND; FAILED_PRECONDITION when not leased under `lease_token`.
+  absl::StatusOr<TaskInfo> Ack(absl::string_view task_id, absl::string_view lease_token)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  // LEASED -> SCHEDULED after `retry_delay` (or the backoff), or DEAD after max_attempts.
+  absl::StatusOr<TaskInfo> Nack(absl::string_view task_id, absl::string_view lease_token,
+                                std::optional<absl::Duration> retry_delay, std::string error)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Extends a lease to `lease_duration` from now; returns the new expiry.
+  absl::StatusOr<absl::Time> ExtendLease(absl::string_view task_id, absl::string_view lease_token,
+                                         absl::Duration lease_duration) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Applies a fired timer (see TimerOutcome).
+  TimerOutcome OnTimer(uint64_t cookie) ABSL_LOCKS_EXCLUDED(mu_);
+
+  std::vector<QueueCounts> Counts() const ABSL_LOCKS_EXCLUDED(mu_);
+  size_t size() const ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  struct Queue;
+  struct Record;
+
+  Record* FindLocked(absl::string_view task_id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<Record*> FindLeasedLocked(absl::string_view task_id,
+                                           absl::string_view lease_token) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  Queue* QueueLocked(absl::string_view name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SetStateLocked(Record* r, TaskState state) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ArmLocked(Record* r, absl::Time when) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void DisarmLocked(Record* r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void PushReadyLocked(Record* r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void UnlinkReadyLocked(Record* r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // LEASED -> SCHEDULED for a retry at now + delay, or DEAD when attempts are used up.
+  void FailAttemptLocked(Record* r, absl::Time now, std::optional<absl::Duration> retry_delay,
+                         std::string error) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FinishLocked(Record* r, TaskState final_state, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void EraseLocked(Record* r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  TaskInfo InfoLocked(const Record& r) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::string NewTaskIdLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::string NewLeaseTokenLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // Constant after construction.
+  Clock& clock_;
+  Timers& timers_;
+  const Options options_;
+
+  mutable absl::Mutex mu_;
+  // Records by slot; a cookie is (slot << 32 | timer generation). Freed slots are reused.
+  std::vector<std::unique_ptr<Record>> slots_ ABSL_GUARDED_BY(mu_);
+  std::vector<uint32_t> free_slots_ ABSL_GUARDED_BY(mu_);
+  // Keys point into the records' task_id strings.
+  absl::flat_hash_map<absl::string_view, Record*> by_id_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, std::unique_ptr<Queue>> queues_ ABSL_GUARDED_BY(mu_);
+  uint32_t next_timer_generation_ ABSL_GUARDED_BY(mu_) = 1;
+  absl::BitGen bitgen_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace hourglass
+
+#endif  // HOURGLASS_STORE_TASK_STORE_H_
