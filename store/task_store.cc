@@ -76,6 +76,7 @@ struct TaskStore::Record {
   TaskState state = TaskState::kScheduled;
   int32_t attempts = 0;
   absl::Time due_time;
+  absl::Time first_due_time;  // as answered to Schedule: a repeat gets the same answer
   absl::Time create_time;
   absl::Time lease_expire_time;
   absl::Time finish_time;
@@ -207,7 +208,7 @@ absl::StatusOr<ScheduleResult> TaskStore::Schedule(NewTask task) {
                              : std::string("a different payload"),
                          "; choose another task_id or repeat the original request"));
       }
-      return ScheduleResult{existing->task_id, existing->due_time, /*created=*/false};
+      return ScheduleResult{existing->task_id, existing->first_due_time, /*created=*/false};
     }
   } else {
     do {
@@ -234,6 +235,7 @@ absl::StatusOr<ScheduleResult> TaskStore::Schedule(NewTask task) {
   r->state = TaskState::kScheduled;
   ++r->queue->counts[static_cast<int>(TaskState::kScheduled)];
   r->due_time = std::max(task.due_time, now);
+  r->first_due_time = r->due_time;
   r->create_time = now;
   r->retry_policy = task.retry_policy;
   by_id_.emplace(r->task_id, r);
