@@ -86,7 +86,11 @@ std::string WrapText(const std::string& text, size_t indent, size_t width) {
 }
 
 void PrintHelp() {
-  std::string text = absl::StrCat(kUsage, "\n\nFlags:\n");
+  std::string text;
+  for (absl::string_view paragraph : absl::StrSplit(kUsage, "\n\n")) {
+    absl::StrAppend(&text, WrapText(std::string(paragraph), 0, 94), "\n\n");
+  }
+  absl::StrAppend(&text, "Flags:\n");
   for (const char* name : kFlagNames) {
     const absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
     if (flag == nullptr) continue;

@@ -300,10 +300,13 @@ void Server::Shutdown() {
     p.grpc_server->Shutdown(absl::ToChronoTime(absl::Now() + p.options.shutdown_grace));
   }
   // Closing the queue first releases the tick thread if it waits for room.
+  LogDebug("shutdown_grpc_drained");
   p.dispatch_queue.Close();
   p.ticker.Stop();
   if (p.workers != nullptr) p.workers->Join();
+  LogDebug("shutdown_threads_stopped");
   p.exposer.reset();
+  LogDebug("shutdown_metrics_stopped");
 }
 
 }  // namespace hourglass
