@@ -9,4 +9,6 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 bash tools/build.sh
 build_dir="${HOURGLASS_BUILD_DIR:-build}"
-ctest --test-dir "${build_dir}" --output-on-failure -j2 "$@"
+# --timeout: a default for tests without their own TIMEOUT, so that a hung test fails
+# instead of eating CI's time.
+ctest --test-dir "${build_dir}" --output-on-failure -j2 --timeout 300 "$@"
