@@ -64,6 +64,8 @@ class Ticker final : public Timers {
  private:
   void Run() ABSL_LOCKS_EXCLUDED(mu_);
   uint64_t NowMsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Moves the wheel's time towards the clock's without firing or cascading anything.
+  void CatchUpLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Constant after construction.
   Clock& clock_;

@@ -65,7 +65,8 @@ class TimingWheel {
   void Remove(TimerEntry* entry);
 
   // The earliest time at which Advance() has work to do (a deadline or a cascade), never later
-  // than the earliest deadline in the wheel; nullopt when the wheel is empty. O(levels).
+  // than the earliest deadline in the wheel (for an entry inserted already overdue: now_ms(), when
+  // it is due); nullopt when the wheel is empty. O(levels).
   std::optional<uint64_t> NextExpiration() const;
 
   // Moves the wheel's time to `now_ms` (which must not go backwards), cascading entries down
@@ -87,10 +88,25 @@ class TimingWheel {
     std::array<Slot, kSlots> slots;
   };
 
+  // Where Advance() has work next: the slot `slot` of level `level`, which comes up at
+  // `start_ms` (a deadline at level 0, a cascade point above).
+  struct Expiration {
+    uint64_t start_ms;
+    int level;
+    int slot;
+  };
+
+  // Places a (not linked) entry by its deadline relative to elapsed_ms_; size_ is unchanged.
   void Link(TimerEntry* entry);
+  std::optional<Expiration> NextExpirationInternal() const;
+  // Empties a slot that has come up (elapsed_ms_ == its start): fires what is due, in deadline
+  // order, and re-links the rest at lower levels.
+  void ProcessSlot(int level_index, int slot_index, std::vector<uint64_t>* fired);
 
   uint64_t elapsed_ms_;
   size_t size_ = 0;
+  // Level 0's current slot may hold entries inserted already overdue, with different deadlines.
+  bool has_overdue_ = false;
   std::array<Level, kLevels> levels_;
 };
 
