@@ -58,3 +58,5 @@ else
   echo "install_deps: npm ci (buf ${locked_buf})" >&2
   npm ci --no-audit --no-fund
 fi
+# buf is a native binary inside the npm package: it must run offline from here on.
+echo "install_deps: buf $(node_modules/.bin/buf --version)" >&2
