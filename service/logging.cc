@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cmath>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
@@ -106,7 +107,11 @@ LogLine& LogLine::Int(absl::string_view key, int64_t value) {
 }
 
 LogLine& LogLine::Dbl(absl::string_view key, double value) {
-  if (enabled_) absl::StrAppend(&line_, ",", JsonQuote(key), ":", value);
+  // JSON has no NaN or infinity: those become null.
+  if (enabled_) {
+    absl::StrAppend(&line_, ",", JsonQuote(key), ":",
+                    std::isfinite(value) ? absl::StrCat(value) : std::string("null"));
+  }
   return *this;
 }
 

@@ -242,9 +242,14 @@ absl::StatusOr<NackParams> ValidateNack(const v1::NackRequest& request, const Li
   }
   params.error = request.error().substr(0, kMaxErrorBytes);
   if (params.error.size() < request.error().size()) {
-    // Cut at a character boundary: drop a UTF-8 sequence the limit split.
-    while (!params.error.empty() && (params.error.back() & 0xC0) == 0x80) params.error.pop_back();
-    if (!params.error.empty() && (params.error.back() & 0xC0) == 0xC0) params.error.pop_back();
+    // Cut at a character boundary: drop the last UTF-8 sequence if the limit split it.
+    size_t start = params.error.size();
+    while (start > 0 && (params.error[start - 1] & 0xC0) == 0x80) --start;
+    if (start > 0) {
+      const unsigned char lead = static_cast<unsigned char>(params.error[start - 1]);
+      const size_t length = lead < 0x80 ? 1 : lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : 2;
+      if (start - 1 + length > params.error.size()) params.error.resize(start - 1);
+    }
   }
   return params;
 }
