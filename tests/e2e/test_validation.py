@@ -11,6 +11,7 @@ from support import (
     expect_invalid_argument,
     health_pb2,
     now_ns,
+    ns,
     task_pb2,
     timestamp_ns,
     unique,
@@ -135,4 +136,15 @@ def test_max_delay_flag(start_server):
     queue = unique("horizon")
     assert client.schedule(queue=queue, delay=duration(1800)).task_id
     expect_invalid_argument("delay", client.schedule, queue=queue, delay=duration(7200))
+    assert client.health() == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_delay_of_exactly_max_delay_is_accepted(client):
+    # The horizon itself is allowed (not clamped, not an error), and the server keeps serving.
+    queue = unique("horizon-edge")
+    scheduled = client.schedule(queue=queue, delay=duration(MAX_DELAY_S))
+    status = client.status(scheduled.task_id)
+    assert status.state == State.TASK_STATE_SCHEDULED
+    assert abs(ns(status.due_time) - (now_ns() + MAX_DELAY_S * 1_000_000_000)) < 60 * 1_000_000_000
+    client.cancel(scheduled.task_id)
     assert client.health() == health_pb2.HealthCheckResponse.SERVING
