@@ -53,8 +53,9 @@ ABSL_FLAG(absl::Duration, max_delay, absl::Hours(24 * 730),
           "smaller units (17520h is 730 days). Further is INVALID_ARGUMENT, never clamped. At most "
           "the timing wheel's horizon (about 794 days).");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
-          "On SIGTERM or SIGINT: how long in-flight calls may take to finish before they are "
-          "cancelled. Health turns NOT_SERVING and new calls get UNAVAILABLE at once.");
+          "On SIGTERM or SIGINT: how long shutdown may take. Health turns NOT_SERVING, waiting "
+          "Lease calls and new calls get UNAVAILABLE at once; after a second (or the grace, if "
+          "shorter) the port closes and calls still in flight are cancelled when the grace ends.");
 
 namespace {
 

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <exception>
 #include <filesystem>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -31,6 +32,8 @@ static_assert(PullDeliverer::kCookieBit == TaskStore::kExternalCookieBit,
               "Lease wait timers and task timers share the wheel and must not share cookies");
 
 namespace {
+
+constexpr absl::Duration kLameDuck = absl::Seconds(1);
 
 constexpr const char* kServiceNames[] = {"hourglass.v1.SchedulerService",
                                          "hourglass.v1.ConsumerService"};
@@ -295,17 +298,23 @@ void Server::Shutdown() {
     // NOT_SERVING for every service, from now on.
     p.grpc_server->GetHealthCheckService()->Shutdown();
   }
+  // Stopping the metrics endpoint takes civetweb a second or two; let it overlap the drain, so
+  // that the whole shutdown stays within the grace period.
+  std::thread metrics_stopper([&p] { p.exposer.reset(); });
+  const absl::Time deadline = absl::Now() + p.options.shutdown_grace;
   p.pull.Shutdown();  // parked Lease calls: UNAVAILABLE
-  if (p.grpc_server != nullptr) {
-    p.grpc_server->Shutdown(absl::ToChronoTime(absl::Now() + p.options.shutdown_grace));
-  }
-  // Closing the queue first releases the tick thread if it waits for room.
+  // Lame duck: for up to a second of the grace period, keep the port open and answer new calls
+  // UNAVAILABLE (which clients retry elsewhere) while health checkers and load balancers see
+  // NOT_SERVING; gRPC's own shutdown would cancel them instead.
+  absl::SleepFor(std::min(p.options.shutdown_grace, kLameDuck));
+  if (p.grpc_server != nullptr) p.grpc_server->Shutdown(absl::ToChronoTime(deadline));
   LogDebug("shutdown_grpc_drained");
+  // Closing the queue first releases the tick thread if it waits for room.
   p.dispatch_queue.Close();
   p.ticker.Stop();
   if (p.workers != nullptr) p.workers->Join();
   LogDebug("shutdown_threads_stopped");
-  p.exposer.reset();
+  metrics_stopper.join();
   LogDebug("shutdown_metrics_stopped");
 }
 

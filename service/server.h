@@ -58,8 +58,9 @@ class Server {
   int grpc_port() const;
   std::string metrics_address() const;
 
-  // Health NOT_SERVING, new calls UNAVAILABLE, parked Lease calls answered, in-flight calls
-  // drained within the shutdown grace, then the tick thread and workers stopped. Idempotent.
+  // Health NOT_SERVING, new calls UNAVAILABLE, parked Lease calls answered UNAVAILABLE; then, after
+  // a lame-duck second (at most the grace), gRPC stops accepting calls and in-flight ones get
+  // until the end of the shutdown grace; then the tick thread and workers stop. Idempotent.
   void Shutdown();
 
   // A channel to this server that skips the network, for tests.
