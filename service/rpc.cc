@@ -12,6 +12,18 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
 }
 
+bool RpcContext::AwaitIdle(absl::Time deadline) {
+  absl::MutexLock lock(&mu);
+  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return in_flight == 0; };
+  return mu.AwaitWithDeadline(absl::Condition(&idle), deadline);
+}
+
+RpcCall::RpcCall(RpcContext& context, absl::string_view service, absl::string_view method)
+    : context_(context), service_(service), method_(method), start_(context.clock.Monotonic()) {
+  absl::MutexLock lock(&context_.mu);
+  ++context_.in_flight;
+}
+
 absl::Status RpcCall::CheckServing() const {
   if (context_.shutting_down.load(std::memory_order_relaxed)) {
     return absl::UnavailableError("the server is shutting down; retry on another instance");
@@ -29,6 +41,8 @@ void RpcCall::Finish(grpc::ServerUnaryReactor* reactor, const absl::Status& stat
         .Str("message", status.message());
   }
   reactor->Finish(ToGrpcStatus(status));
+  absl::MutexLock lock(&context_.mu);
+  --context_.in_flight;
 }
 
 v1::TaskState ToProto(TaskState state) { return static_cast<v1::TaskState>(state); }

@@ -5,8 +5,10 @@
 
 #include <atomic>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
 #include "hourglass/v1/consumer_service.pb.h"
@@ -20,18 +22,28 @@ namespace hourglass {
 // absl's codes are gRPC's codes: the mapping is one to one.
 grpc::Status ToGrpcStatus(const absl::Status& status);
 
-// State shared by the services: constant after construction but for `shutting_down`.
+// State shared by the services: constant after construction but for the shutdown state and the
+// count of calls in flight.
 struct RpcContext {
+  RpcContext(Clock& c, Metrics& m) : clock(c), metrics(m) {}
+
+  // Waits until no hourglass RPC is in flight (started and not finished), or until `deadline`.
+  // Returns whether none is.
+  bool AwaitIdle(absl::Time deadline) ABSL_LOCKS_EXCLUDED(mu);
+
   Clock& clock;
   Metrics& metrics;
   std::atomic<bool> shutting_down{false};
+
+  absl::Mutex mu;
+  int64_t in_flight ABSL_GUARDED_BY(mu) = 0;
 };
 
-// One RPC in flight: started when the handler runs, finished exactly once with Finish().
+// One RPC in flight: started when the handler runs, finished exactly once with Finish(); counted
+// in RpcContext::in_flight in between.
 class RpcCall {
  public:
-  RpcCall(RpcContext& context, absl::string_view service, absl::string_view method)
-      : context_(context), service_(service), method_(method), start_(context.clock.Monotonic()) {}
+  RpcCall(RpcContext& context, absl::string_view service, absl::string_view method);
 
   // UNAVAILABLE while the server shuts down, OK otherwise.
   absl::Status CheckServing() const;

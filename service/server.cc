@@ -34,6 +34,7 @@ static_assert(PullDeliverer::kCookieBit == TaskStore::kExternalCookieBit,
 namespace {
 
 constexpr absl::Duration kLameDuck = absl::Seconds(1);
+constexpr absl::Duration kFlushTime = absl::Milliseconds(200);
 
 constexpr const char* kServiceNames[] = {"hourglass.v1.SchedulerService",
                                          "hourglass.v1.ConsumerService"};
@@ -113,7 +114,7 @@ struct Server::Parts {
   Parts(const ServerOptions& o, Clock& c)
       : options(o),
         clock(c),
-        context{c, metrics},
+        context(c, metrics),
         dispatch_queue(o.queue_capacity),
         ticker(c, [this](std::vector<uint64_t> cookies) { Dispatch(std::move(cookies)); }),
         store(c, ticker, {.retention = o.retention}),
@@ -307,7 +308,16 @@ void Server::Shutdown() {
   // UNAVAILABLE (which clients retry elsewhere) while health checkers and load balancers see
   // NOT_SERVING; gRPC's own shutdown would cancel them instead.
   absl::SleepFor(std::min(p.options.shutdown_grace, kLameDuck));
-  if (p.grpc_server != nullptr) p.grpc_server->Shutdown(absl::ToChronoTime(deadline));
+  // Drain: every hourglass call finishes on its own (handlers do not wait, and waiting Leases
+  // were just answered); give them until the deadline. Then close gRPC with only a moment for the
+  // last responses to go out: what is left is not ours (health Watch streams), and gRPC's
+  // graceful close would otherwise wait seconds for idle client connections.
+  if (!p.context.AwaitIdle(deadline)) {
+    LogWarning("shutdown_grace_exceeded").Dur("grace_seconds", p.options.shutdown_grace);
+  }
+  if (p.grpc_server != nullptr) {
+    p.grpc_server->Shutdown(absl::ToChronoTime(std::min(deadline, absl::Now() + kFlushTime)));
+  }
   LogDebug("shutdown_grpc_drained");
   // Closing the queue first releases the tick thread if it waits for room.
   p.dispatch_queue.Close();
