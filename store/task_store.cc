@@ -25,6 +25,10 @@ uint64_t Fingerprint(absl::string_view bytes) {
 
 constexpr uint32_t kNoSlot = ~uint32_t{0};
 
+absl::Status NotFound(absl::string_view task_id) {
+  return absl::NotFoundError(absl::StrCat("no task with task_id \"", task_id, "\""));
+}
+
 }  // namespace
 
 absl::string_view TaskStateName(TaskState state) {
@@ -246,14 +250,9 @@ absl::StatusOr<ScheduleResult> TaskStore::Schedule(NewTask task) {
 absl::StatusOr<TaskInfo> TaskStore::Cancel(absl::string_view task_id) {
   const absl::Time now = clock_.Now();
   absl::MutexLock lock(&mu_);
-  Record* r = FindLocked(task_id);
-  if (r == nullptr)
-    return absl::NotFoundError(absl::StrCat("no task with task_id \"", task_id, "\""));
-  if (r->state != TaskState::kScheduled && r->state != TaskState::kReady) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("task \"", task_id, "\" is ", TaskStateName(r->state),
-                     "; only SCHEDULED or READY tasks can be cancelled"));
-  }
+  absl::StatusOr<Record*> found = FindPendingLocked(task_id, "cancelled");
+  if (!found.ok()) return found.status();
+  Record* r = *found;
   FinishLocked(r, TaskState::kCancelled, now);
   return InfoLocked(*r);
 }
@@ -261,14 +260,9 @@ absl::StatusOr<TaskInfo> TaskStore::Cancel(absl::string_view task_id) {
 absl::StatusOr<TaskInfo> TaskStore::Reschedule(absl::string_view task_id, absl::Time due_time) {
   const absl::Time now = clock_.Now();
   absl::MutexLock lock(&mu_);
-  Record* r = FindLocked(task_id);
-  if (r == nullptr)
-    return absl::NotFoundError(absl::StrCat("no task with task_id \"", task_id, "\""));
-  if (r->state != TaskState::kScheduled && r->state != TaskState::kReady) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("task \"", task_id, "\" is ", TaskStateName(r->state),
-                     "; only SCHEDULED or READY tasks can be rescheduled"));
-  }
+  absl::StatusOr<Record*> found = FindPendingLocked(task_id, "rescheduled");
+  if (!found.ok()) return found.status();
+  Record* r = *found;
   UnlinkReadyLocked(r);
   SetStateLocked(r, TaskState::kScheduled);
   r->due_time = std::max(due_time, now);
@@ -279,8 +273,7 @@ absl::StatusOr<TaskInfo> TaskStore::Reschedule(absl::string_view task_id, absl::
 absl::StatusOr<TaskInfo> TaskStore::Get(absl::string_view task_id) const {
   absl::MutexLock lock(&mu_);
   const Record* r = FindLocked(task_id);
-  if (r == nullptr)
-    return absl::NotFoundError(absl::StrCat("no task with task_id \"", task_id, "\""));
+  if (r == nullptr) return NotFound(task_id);
   return InfoLocked(*r);
 }
 
@@ -313,11 +306,22 @@ std::vector<LeasedTask> TaskStore::Lease(absl::string_view queue, int max_tasks,
   return leased;
 }
 
+absl::StatusOr<TaskStore::Record*> TaskStore::FindPendingLocked(absl::string_view task_id,
+                                                                absl::string_view verb) const {
+  Record* r = FindLocked(task_id);
+  if (r == nullptr) return NotFound(task_id);
+  if (r->state != TaskState::kScheduled && r->state != TaskState::kReady) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("task \"", task_id, "\" is ", TaskStateName(r->state),
+                     "; only SCHEDULED or READY tasks can be ", verb));
+  }
+  return r;
+}
+
 absl::StatusOr<TaskStore::Record*> TaskStore::FindLeasedLocked(
     absl::string_view task_id, absl::string_view lease_token) const {
   Record* r = FindLocked(task_id);
-  if (r == nullptr)
-    return absl::NotFoundError(absl::StrCat("no task with task_id \"", task_id, "\""));
+  if (r == nullptr) return NotFound(task_id);
   if (r->state != TaskState::kLeased) {
     return absl::FailedPreconditionError(
         absl::StrCat("task \"", task_id, "\" is ", TaskStateName(r->state),

@@ -205,6 +205,10 @@ class TaskStore {
   struct Record;
 
   Record* FindLocked(absl::string_view task_id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The SCHEDULED or READY task `task_id`; NOT_FOUND, or FAILED_PRECONDITION saying it cannot be
+  // `verb` ("cancelled") in its state.
+  absl::StatusOr<Record*> FindPendingLocked(absl::string_view task_id, absl::string_view verb) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<Record*> FindLeasedLocked(absl::string_view task_id,
                                            absl::string_view lease_token) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
