@@ -11,7 +11,11 @@ namespace {
 // time: a wall-clock step backwards during a wait would make it sleep that much longer. Waiting
 // in slices of at most this long bounds that lateness; the slices are internal to WaitUntil (the
 // caller sees one wait), and a wait for a signal only (infinite deadline) is not sliced at all.
-constexpr absl::Duration kMaxWaitSlice = absl::Seconds(1);
+// The slice is long because every slice is a wake-up of the tick thread while timers are pending
+// far ahead (DESIGN: no wake-ups while nothing is due): one a minute, against timers up to a
+// minute late after a backwards step of the wall clock, which NTP makes only at boot or on a
+// large offset.
+constexpr absl::Duration kMaxWaitSlice = absl::Seconds(60);
 
 absl::Duration ReadMonotonic() {
   struct timespec ts;
