@@ -25,6 +25,10 @@ uint64_t Fingerprint(absl::string_view bytes) {
 
 constexpr uint32_t kNoSlot = ~uint32_t{0};
 
+void SetLsn(uint64_t* out, uint64_t lsn) {
+  if (out != nullptr) *out = lsn;
+}
+
 absl::Status NotFound(absl::string_view task_id) {
   return absl::NotFoundError(absl::StrCat("no task with task_id \"", task_id, "\""));
 }
@@ -89,8 +93,8 @@ struct TaskStore::Record {
   RetryPolicy retry_policy;
 };
 
-TaskStore::TaskStore(Clock& clock, Timers& timers, Options options)
-    : clock_(clock), timers_(timers), options_(options) {}
+TaskStore::TaskStore(Clock& clock, Timers& timers, Options options, TaskLog* log)
+    : clock_(clock), timers_(timers), options_(options), log_(log) {}
 
 TaskStore::~TaskStore() {
   absl::MutexLock lock(&mu_);
@@ -136,6 +140,86 @@ void TaskStore::ArmLocked(Record* r, absl::Time when) {
 void TaskStore::DisarmLocked(Record* r) {
   timers_.Cancel(&r->timer);
   r->timer_generation = 0;
+}
+
+void TaskStore::ArmForStateLocked(Record* r) {
+  switch (r->state) {
+    case TaskState::kScheduled:
+      ArmLocked(r, r->due_time);
+      break;
+    case TaskState::kReady:
+      DisarmLocked(r);  // it waits in its queue's ready list instead
+      break;
+    case TaskState::kLeased:
+      ArmLocked(r, r->lease_expire_time);
+      break;
+    case TaskState::kSucceeded:
+    case TaskState::kCancelled:
+    case TaskState::kDead:
+      ArmLocked(r, r->finish_time + options_.retention);
+      break;
+  }
+}
+
+uint64_t TaskStore::LogLocked(const store::v1::LogRecord& record) {
+  return log_ == nullptr ? 0 : log_->Append(record);
+}
+
+uint64_t TaskStore::ChangedLocked(Record* r) {
+  ArmForStateLocked(r);
+  if (log_ == nullptr) return 0;
+  store::v1::LogRecord record;
+  UpdateToProtoLocked(*r, record.mutable_update());
+  return LogLocked(record);
+}
+
+void TaskStore::UpdateToProtoLocked(const Record& r, store::v1::TaskUpdate* update) const {
+  update->set_task_id(r.task_id);
+  update->set_state(static_cast<int32_t>(r.state));
+  update->set_attempts(r.attempts);
+  update->set_due_time_unix_nanos(absl::ToUnixNanos(r.due_time));
+  update->set_lease_token(r.lease_token);
+  update->set_lease_expire_time_unix_nanos(absl::ToUnixNanos(r.lease_expire_time));
+  update->set_last_error(r.last_error);
+  update->set_finish_time_unix_nanos(absl::ToUnixNanos(r.finish_time));
+}
+
+void TaskStore::PutToProtoLocked(const Record& r, store::v1::TaskPut* put) const {
+  put->set_task_id(r.task_id);
+  put->set_queue(r.queue->name);
+  put->set_payload(r.payload);
+  for (const auto& [key, value] : r.headers) {
+    store::v1::Header* header = put->add_headers();
+    header->set_key(key);
+    header->set_value(value);
+  }
+  put->set_payload_fingerprint(r.payload_fingerprint);
+  put->set_payload_size_bytes(r.payload_size_bytes);
+  put->set_create_time_unix_nanos(absl::ToUnixNanos(r.create_time));
+  put->set_first_due_time_unix_nanos(absl::ToUnixNanos(r.first_due_time));
+  put->set_max_attempts(r.retry_policy.max_attempts);
+  put->set_min_backoff_nanos(absl::ToInt64Nanoseconds(r.retry_policy.min_backoff));
+  put->set_max_backoff_nanos(absl::ToInt64Nanoseconds(r.retry_policy.max_backoff));
+  UpdateToProtoLocked(r, put->mutable_state());
+}
+
+TaskStore::Record* TaskStore::NewRecordLocked(absl::string_view queue, std::string task_id) {
+  auto record = std::make_unique<Record>();
+  Record* r = record.get();
+  if (free_slots_.empty()) {
+    r->slot = static_cast<uint32_t>(slots_.size());
+    slots_.push_back(std::move(record));
+  } else {
+    r->slot = free_slots_.back();
+    free_slots_.pop_back();
+    slots_[r->slot] = std::move(record);
+  }
+  r->queue = QueueLocked(queue);
+  r->task_id = std::move(task_id);
+  r->state = TaskState::kScheduled;
+  ++r->queue->counts[static_cast<int>(TaskState::kScheduled)];
+  by_id_.emplace(r->task_id, r);
+  return r;
 }
 
 void TaskStore::PushReadyLocked(Record* r) {
@@ -198,7 +282,7 @@ std::string TaskStore::NewLeaseTokenLocked() {
                       absl::Hex(absl::Uniform<uint64_t>(bitgen_), absl::kZeroPad16));
 }
 
-absl::StatusOr<ScheduleResult> TaskStore::Schedule(NewTask task) {
+absl::StatusOr<ScheduleResult> TaskStore::Schedule(NewTask task, uint64_t* lsn) {
   const absl::Time now = clock_.Now();
   absl::MutexLock lock(&mu_);
   const uint64_t fingerprint = Fingerprint(task.payload);
@@ -220,44 +304,38 @@ absl::StatusOr<ScheduleResult> TaskStore::Schedule(NewTask task) {
     } while (FindLocked(task.task_id) != nullptr);
   }
 
-  auto record = std::make_unique<Record>();
-  Record* r = record.get();
-  if (free_slots_.empty()) {
-    r->slot = static_cast<uint32_t>(slots_.size());
-    slots_.push_back(std::move(record));
-  } else {
-    r->slot = free_slots_.back();
-    free_slots_.pop_back();
-    slots_[r->slot] = std::move(record);
-  }
-  r->queue = QueueLocked(task.queue);
-  r->task_id = std::move(task.task_id);
+  Record* r = NewRecordLocked(task.queue, std::move(task.task_id));
   r->payload_fingerprint = fingerprint;
   r->payload_size_bytes = static_cast<int64_t>(task.payload.size());
   r->payload = std::move(task.payload);
   r->headers = std::move(task.headers);
-  r->state = TaskState::kScheduled;
-  ++r->queue->counts[static_cast<int>(TaskState::kScheduled)];
   r->due_time = std::max(task.due_time, now);
   r->first_due_time = r->due_time;
   r->create_time = now;
   r->retry_policy = task.retry_policy;
-  by_id_.emplace(r->task_id, r);
-  ArmLocked(r, r->due_time);
+  ArmForStateLocked(r);
+  if (log_ != nullptr) {
+    store::v1::LogRecord record;
+    PutToProtoLocked(*r, record.mutable_put());
+    const uint64_t put_lsn = LogLocked(record);
+    if (lsn != nullptr) *lsn = put_lsn;
+  }
   return ScheduleResult{r->task_id, r->due_time, /*created=*/true};
 }
 
-absl::StatusOr<TaskInfo> TaskStore::Cancel(absl::string_view task_id) {
+absl::StatusOr<TaskInfo> TaskStore::Cancel(absl::string_view task_id, uint64_t* lsn) {
   const absl::Time now = clock_.Now();
   absl::MutexLock lock(&mu_);
   absl::StatusOr<Record*> found = FindPendingLocked(task_id, "cancelled");
   if (!found.ok()) return found.status();
   Record* r = *found;
   FinishLocked(r, TaskState::kCancelled, now);
+  SetLsn(lsn, ChangedLocked(r));
   return InfoLocked(*r);
 }
 
-absl::StatusOr<TaskInfo> TaskStore::Reschedule(absl::string_view task_id, absl::Time due_time) {
+absl::StatusOr<TaskInfo> TaskStore::Reschedule(absl::string_view task_id, absl::Time due_time,
+                                               uint64_t* lsn) {
   const absl::Time now = clock_.Now();
   absl::MutexLock lock(&mu_);
   absl::StatusOr<Record*> found = FindPendingLocked(task_id, "rescheduled");
@@ -266,7 +344,7 @@ absl::StatusOr<TaskInfo> TaskStore::Reschedule(absl::string_view task_id, absl::
   UnlinkReadyLocked(r);
   SetStateLocked(r, TaskState::kScheduled);
   r->due_time = std::max(due_time, now);
-  ArmLocked(r, r->due_time);
+  SetLsn(lsn, ChangedLocked(r));
   return InfoLocked(*r);
 }
 
@@ -278,7 +356,7 @@ absl::StatusOr<TaskInfo> TaskStore::Get(absl::string_view task_id) const {
 }
 
 std::vector<LeasedTask> TaskStore::Lease(absl::string_view queue, int max_tasks,
-                                         absl::Duration lease_duration) {
+                                         absl::Duration lease_duration, uint64_t* lsn) {
   const absl::Time now = clock_.Now();
   std::vector<LeasedTask> leased;
   absl::MutexLock lock(&mu_);
@@ -292,7 +370,7 @@ std::vector<LeasedTask> TaskStore::Lease(absl::string_view queue, int max_tasks,
     ++r->attempts;
     r->lease_token = NewLeaseTokenLocked();
     r->lease_expire_time = now + lease_duration;
-    ArmLocked(r, r->lease_expire_time);
+    SetLsn(lsn, ChangedLocked(r));
     LeasedTask& t = leased.emplace_back();
     t.task_id = r->task_id;
     t.queue = q->name;
@@ -335,35 +413,38 @@ absl::StatusOr<TaskStore::Record*> TaskStore::FindLeasedLocked(
   return r;
 }
 
-absl::StatusOr<TaskInfo> TaskStore::Ack(absl::string_view task_id, absl::string_view lease_token) {
+absl::StatusOr<TaskInfo> TaskStore::Ack(absl::string_view task_id, absl::string_view lease_token,
+                                        uint64_t* lsn) {
   const absl::Time now = clock_.Now();
   absl::MutexLock lock(&mu_);
   absl::StatusOr<Record*> r = FindLeasedLocked(task_id, lease_token);
   if (!r.ok()) return r.status();
   FinishLocked(*r, TaskState::kSucceeded, now);
+  SetLsn(lsn, ChangedLocked(*r));
   return InfoLocked(**r);
 }
 
 absl::StatusOr<TaskInfo> TaskStore::Nack(absl::string_view task_id, absl::string_view lease_token,
                                          std::optional<absl::Duration> retry_delay,
-                                         std::string error) {
+                                         std::string error, uint64_t* lsn) {
   const absl::Time now = clock_.Now();
   absl::MutexLock lock(&mu_);
   absl::StatusOr<Record*> r = FindLeasedLocked(task_id, lease_token);
   if (!r.ok()) return r.status();
   FailAttemptLocked(*r, now, retry_delay, std::move(error));
+  SetLsn(lsn, ChangedLocked(*r));
   return InfoLocked(**r);
 }
 
 absl::StatusOr<absl::Time> TaskStore::ExtendLease(absl::string_view task_id,
                                                   absl::string_view lease_token,
-                                                  absl::Duration lease_duration) {
+                                                  absl::Duration lease_duration, uint64_t* lsn) {
   const absl::Time now = clock_.Now();
   absl::MutexLock lock(&mu_);
   absl::StatusOr<Record*> r = FindLeasedLocked(task_id, lease_token);
   if (!r.ok()) return r.status();
   (*r)->lease_expire_time = now + lease_duration;
-  ArmLocked(*r, (*r)->lease_expire_time);
+  SetLsn(lsn, ChangedLocked(*r));
   return (*r)->lease_expire_time;
 }
 
@@ -377,7 +458,6 @@ void TaskStore::FailAttemptLocked(Record* r, absl::Time now,
   }
   SetStateLocked(r, TaskState::kScheduled);
   r->due_time = now + retry_delay.value_or(r->retry_policy.Backoff(r->attempts));
-  ArmLocked(r, r->due_time);
 }
 
 void TaskStore::FinishLocked(Record* r, TaskState final_state, absl::Time now) {
@@ -388,7 +468,6 @@ void TaskStore::FinishLocked(Record* r, TaskState final_state, absl::Time now) {
   // The payload is never handed out again: free it. Its fingerprint still answers idempotency.
   std::string().swap(r->payload);
   Headers().swap(r->headers);
-  ArmLocked(r, now + options_.retention);
 }
 
 void TaskStore::EraseLocked(Record* r) {
@@ -424,12 +503,18 @@ TimerOutcome TaskStore::OnTimer(uint64_t cookie) {
       FailAttemptLocked(r, now, std::nullopt,
                         absl::StrCat("lease expired at ", absl::FormatTime(r->lease_expire_time),
                                      " without Ack or Nack"));
+      ChangedLocked(r);
       outcome.kind = r->state == TaskState::kDead ? TimerOutcome::Kind::kLeaseDead
                                                   : TimerOutcome::Kind::kLeaseRetry;
       break;
     case TaskState::kSucceeded:
     case TaskState::kCancelled:
     case TaskState::kDead:
+      if (log_ != nullptr) {
+        store::v1::LogRecord record;
+        record.mutable_forget()->set_task_id(r->task_id);
+        LogLocked(record);
+      }
       EraseLocked(r);
       outcome.kind = TimerOutcome::Kind::kForgotten;
       break;
@@ -437,6 +522,95 @@ TimerOutcome TaskStore::OnTimer(uint64_t cookie) {
       break;  // READY tasks have no timer armed.
   }
   return outcome;
+}
+
+namespace {
+
+bool ValidState(int32_t state) { return state >= 1 && state < kTaskStateCount; }
+
+}  // namespace
+
+void TaskStore::ApplyUpdateLocked(Record* r, const store::v1::TaskUpdate& update) {
+  SetStateLocked(r, static_cast<TaskState>(update.state()));
+  r->attempts = update.attempts();
+  r->due_time = absl::FromUnixNanos(update.due_time_unix_nanos());
+  r->lease_token = update.lease_token();
+  r->lease_expire_time = absl::FromUnixNanos(update.lease_expire_time_unix_nanos());
+  r->last_error = update.last_error();
+  r->finish_time = absl::FromUnixNanos(update.finish_time_unix_nanos());
+  if (IsFinal(r->state)) {
+    std::string().swap(r->payload);
+    Headers().swap(r->headers);
+  }
+}
+
+absl::Status TaskStore::Replay(const store::v1::LogRecord& record) {
+  absl::MutexLock lock(&mu_);
+  switch (record.change_case()) {
+    case store::v1::LogRecord::kPut: {
+      const store::v1::TaskPut& put = record.put();
+      if (put.task_id().empty() || put.queue().empty() || !ValidState(put.state().state())) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("TaskPut without task_id or queue, or with state ", put.state().state()));
+      }
+      // A newer incarnation of the id (a fuzzy snapshot's) is replaced: later records rebuild it.
+      if (Record* old = FindLocked(put.task_id()); old != nullptr) EraseLocked(old);
+      Record* r = NewRecordLocked(put.queue(), put.task_id());
+      r->payload = put.payload();
+      for (const store::v1::Header& header : put.headers()) {
+        r->headers.emplace_back(header.key(), header.value());
+      }
+      r->payload_fingerprint = put.payload_fingerprint();
+      r->payload_size_bytes = put.payload_size_bytes();
+      r->create_time = absl::FromUnixNanos(put.create_time_unix_nanos());
+      r->first_due_time = absl::FromUnixNanos(put.first_due_time_unix_nanos());
+      r->retry_policy.max_attempts = put.max_attempts();
+      r->retry_policy.min_backoff = absl::Nanoseconds(put.min_backoff_nanos());
+      r->retry_policy.max_backoff = absl::Nanoseconds(put.max_backoff_nanos());
+      ApplyUpdateLocked(r, put.state());
+      return absl::OkStatus();
+    }
+    case store::v1::LogRecord::kUpdate: {
+      const store::v1::TaskUpdate& update = record.update();
+      if (!ValidState(update.state())) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("TaskUpdate of \"", update.task_id(), "\" with state ", update.state()));
+      }
+      // Unknown: forgotten before a fuzzy snapshot visited its slot; a later forget follows.
+      if (Record* r = FindLocked(update.task_id()); r != nullptr) ApplyUpdateLocked(r, update);
+      return absl::OkStatus();
+    }
+    case store::v1::LogRecord::kForget:
+      if (Record* r = FindLocked(record.forget().task_id()); r != nullptr) EraseLocked(r);
+      return absl::OkStatus();
+    case store::v1::LogRecord::CHANGE_NOT_SET:
+      break;
+  }
+  return absl::InvalidArgumentError("LogRecord with no change");
+}
+
+void TaskStore::FinishRecovery() {
+  absl::MutexLock lock(&mu_);
+  for (auto& record : slots_) {
+    Record* r = record.get();
+    if (r == nullptr) continue;
+    // READY is not logged: a READY task is a SCHEDULED one whose due time has passed.
+    if (r->state == TaskState::kReady) SetStateLocked(r, TaskState::kScheduled);
+    ArmForStateLocked(r);
+  }
+}
+
+bool TaskStore::SnapshotChunk(size_t* cursor, size_t max_tasks,
+                              std::vector<store::v1::LogRecord>* out) {
+  absl::MutexLock lock(&mu_);
+  size_t taken = 0;
+  while (*cursor < slots_.size() && taken < max_tasks) {
+    const Record* r = slots_[(*cursor)++].get();
+    if (r == nullptr) continue;
+    PutToProtoLocked(*r, out->emplace_back().mutable_put());
+    ++taken;
+  }
+  return *cursor < slots_.size();
 }
 
 std::vector<QueueCounts> TaskStore::Counts() const {

@@ -24,7 +24,11 @@
 // or cancelled is recognised as stale and ignored.
 //
 // Every state change is made by one of the public mutators below under mu_, in O(1) (Lease: O(n)
-// in the tasks it hands out): the write-ahead log records exactly these changes.
+// in the tasks it hands out), and is one LogRecord appended to the TaskLog, if the store has one.
+// A mutator's `lsn` out-parameter (when not null) receives the sequence number of its last record
+// (0 when it made no change): the caller answers its client once the log says it is durable. The
+// one change that is not logged is SCHEDULED -> READY, which recovery derives from the due time.
+// Recovery replays records with Replay() and then calls FinishRecovery(), which arms every timer.
 //
 // Thread-safe. Lock order: mu_ before the Timers implementation's lock. Never calls out to user
 // code while holding mu_.
@@ -47,6 +51,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "store/task_log.h"
 #include "wheel/clock.h"
 #include "wheel/timers.h"
 #include "wheel/timing_wheel.h"
@@ -152,9 +157,10 @@ class TaskStore {
     absl::Duration retention = absl::Hours(24);
   };
 
-  // `clock` and `timers` must outlive the store. Timers' fired cookies are to be passed to
-  // OnTimer() (cookies with kExternalCookieBit set are not the store's).
-  TaskStore(Clock& clock, Timers& timers, Options options);
+  // `clock`, `timers` and `log` (which may be null: no log) must outlive the store. Timers' fired
+  // cookies are to be passed to OnTimer() (cookies with kExternalCookieBit set are not the
+  // store's).
+  TaskStore(Clock& clock, Timers& timers, Options options, TaskLog* log = nullptr);
   ~TaskStore();  // disarms every timer
   TaskStore(const TaskStore&) = delete;
   TaskStore& operator=(const TaskStore&) = delete;
@@ -165,37 +171,55 @@ class TaskStore {
   // Adds a SCHEDULED task (due at once when due_time has passed). With a task_id already in use:
   // the same queue and payload return the original result (created = false); anything else is
   // ALREADY_EXISTS.
-  absl::StatusOr<ScheduleResult> Schedule(NewTask task) ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<ScheduleResult> Schedule(NewTask task, uint64_t* lsn = nullptr)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   // SCHEDULED or READY -> CANCELLED. NOT_FOUND, or FAILED_PRECONDITION for other states.
-  absl::StatusOr<TaskInfo> Cancel(absl::string_view task_id) ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<TaskInfo> Cancel(absl::string_view task_id, uint64_t* lsn = nullptr)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   // Moves a SCHEDULED or READY task to `due_time` (SCHEDULED). NOT_FOUND, FAILED_PRECONDITION.
-  absl::StatusOr<TaskInfo> Reschedule(absl::string_view task_id, absl::Time due_time)
-      ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<TaskInfo> Reschedule(absl::string_view task_id, absl::Time due_time,
+                                      uint64_t* lsn = nullptr) ABSL_LOCKS_EXCLUDED(mu_);
 
   absl::StatusOr<TaskInfo> Get(absl::string_view task_id) const ABSL_LOCKS_EXCLUDED(mu_);
 
   // READY -> LEASED for up to `max_tasks` tasks of `queue`, oldest ready first. Empty when none is
   // ready.
   std::vector<LeasedTask> Lease(absl::string_view queue, int max_tasks,
-                                absl::Duration lease_duration) ABSL_LOCKS_EXCLUDED(mu_);
+                                absl::Duration lease_duration, uint64_t* lsn = nullptr)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   // LEASED -> SUCCEEDED. NOT_FOUND; FAILED_PRECONDITION when not leased under `lease_token`.
-  absl::StatusOr<TaskInfo> Ack(absl::string_view task_id, absl::string_view lease_token)
-      ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<TaskInfo> Ack(absl::string_view task_id, absl::string_view lease_token,
+                               uint64_t* lsn = nullptr) ABSL_LOCKS_EXCLUDED(mu_);
 
   // LEASED -> SCHEDULED after `retry_delay` (or the backoff), or DEAD after max_attempts.
   absl::StatusOr<TaskInfo> Nack(absl::string_view task_id, absl::string_view lease_token,
-                                std::optional<absl::Duration> retry_delay, std::string error)
-      ABSL_LOCKS_EXCLUDED(mu_);
+                                std::optional<absl::Duration> retry_delay, std::string error,
+                                uint64_t* lsn = nullptr) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Extends a lease to `lease_duration` from now; returns the new expiry.
   absl::StatusOr<absl::Time> ExtendLease(absl::string_view task_id, absl::string_view lease_token,
-                                         absl::Duration lease_duration) ABSL_LOCKS_EXCLUDED(mu_);
+                                         absl::Duration lease_duration, uint64_t* lsn = nullptr)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   // Applies a fired timer (see TimerOutcome).
   TimerOutcome OnTimer(uint64_t cookie) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Recovery, before the store is used: applies one record of a snapshot or the log. Records are
+  // absolute, so one older than the task's state (a fuzzy snapshot) is harmless; an update or
+  // forget of an unknown task is skipped. InvalidArgument for a record that makes no sense.
+  absl::Status Replay(const store::v1::LogRecord& record) ABSL_LOCKS_EXCLUDED(mu_);
+  // Ends recovery: arms every task's timer for its state. Overdue tasks fire at once, oldest
+  // first; leases that ran out while the server was down expire at once.
+  void FinishRecovery() ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Snapshots: appends a TaskPut record for up to `max_tasks` tasks, starting at `*cursor` (0 to
+  // begin), and advances the cursor; returns false once every task has been visited. Holds mu_
+  // for one chunk only, so writers wait for one chunk, not the whole snapshot.
+  bool SnapshotChunk(size_t* cursor, size_t max_tasks, std::vector<store::v1::LogRecord>* out)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   std::vector<QueueCounts> Counts() const ABSL_LOCKS_EXCLUDED(mu_);
   size_t size() const ABSL_LOCKS_EXCLUDED(mu_);
@@ -214,8 +238,21 @@ class TaskStore {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Queue* QueueLocked(absl::string_view name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SetStateLocked(Record* r, TaskState state) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Arms the task's one timer for what its state waits for (or disarms it: READY).
+  void ArmForStateLocked(Record* r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ArmLocked(Record* r, absl::Time when) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DisarmLocked(Record* r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A change of `r` is complete: arms its timer for its new state and logs it. Returns the LSN.
+  uint64_t ChangedLocked(Record* r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  uint64_t LogLocked(const store::v1::LogRecord& record) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void UpdateToProtoLocked(const Record& r, store::v1::TaskUpdate* update) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void PutToProtoLocked(const Record& r, store::v1::TaskPut* put) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  Record* NewRecordLocked(absl::string_view queue, std::string task_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ApplyUpdateLocked(Record* r, const store::v1::TaskUpdate& update)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PushReadyLocked(Record* r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void UnlinkReadyLocked(Record* r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // LEASED -> SCHEDULED for a retry at now + delay, or DEAD when attempts are used up.
@@ -232,6 +269,7 @@ class TaskStore {
   Clock& clock_;
   Timers& timers_;
   const Options options_;
+  TaskLog* const log_;  // may be null
 
   mutable absl::Mutex mu_;
   // Records by slot; a cookie is (slot << 32 | timer generation). Freed slots are reused.
