@@ -25,13 +25,13 @@ class ConsumerServiceImpl::LeaseCall final : public grpc::ServerUnaryReactor, pu
   void Start() {
     if (params_.wait <= absl::ZeroDuration()) {
       TryTake();
-      rpc_.Finish(this, absl::OkStatus());
+      rpc_.FinishWhenDurable(this, absl::OkStatus(), lsn_);
       return;
     }
     const absl::Time deadline = service_.context_.clock.Now() + params_.wait;
     switch (service_.pull_.Wait(this, params_.queue, deadline)) {
       case PullDeliverer::WaitResult::kTaken:
-        rpc_.Finish(this, absl::OkStatus());
+        rpc_.FinishWhenDurable(this, absl::OkStatus(), lsn_);
         break;
       case PullDeliverer::WaitResult::kRefused:
         rpc_.Finish(this, absl::UnavailableError("the server is shutting down; retry on another "
@@ -44,7 +44,7 @@ class ConsumerServiceImpl::LeaseCall final : public grpc::ServerUnaryReactor, pu
 
   bool TryTake() override {
     std::vector<LeasedTask> leased =
-        service_.store_.Lease(params_.queue, params_.max_tasks, params_.lease_duration);
+        service_.store_.Lease(params_.queue, params_.max_tasks, params_.lease_duration, &lsn_);
     if (leased.empty()) return false;
     for (const LeasedTask& task : leased) ToProto(task, response_->add_tasks());
     service_.context_.metrics.Leased(params_.queue, static_cast<int64_t>(leased.size()));
@@ -54,6 +54,8 @@ class ConsumerServiceImpl::LeaseCall final : public grpc::ServerUnaryReactor, pu
   void Finish(End end) override {
     switch (end) {
       case End::kTaken:
+        rpc_.FinishWhenDurable(this, absl::OkStatus(), lsn_);
+        break;
       case End::kTimedOut:
         rpc_.Finish(this, absl::OkStatus());
         break;
@@ -75,6 +77,7 @@ class ConsumerServiceImpl::LeaseCall final : public grpc::ServerUnaryReactor, pu
   const RpcCall rpc_;
   const LeaseParams params_;
   v1::LeaseResponse* const response_;
+  uint64_t lsn_ = 0;  // of the last lease taken: answered once it is durable
 };
 
 grpc::ServerUnaryReactor* ConsumerServiceImpl::Lease(grpc::CallbackServerContext* ctx,
@@ -83,7 +86,7 @@ grpc::ServerUnaryReactor* ConsumerServiceImpl::Lease(grpc::CallbackServerContext
   absl::StatusOr<LeaseParams> params = ValidateLease(*request);
   if (!params.ok() || context_.shutting_down.load(std::memory_order_relaxed)) {
     // RunUnary answers UNAVAILABLE while shutting down, else the validation error.
-    return RunUnary(context_, kService, "Lease", ctx, [&] { return params.status(); });
+    return RunUnary(context_, kService, "Lease", ctx, [&](uint64_t*) { return params.status(); });
   }
   auto* call = new LeaseCall(*this, *std::move(params), response);
   call->Start();
@@ -93,9 +96,9 @@ grpc::ServerUnaryReactor* ConsumerServiceImpl::Lease(grpc::CallbackServerContext
 grpc::ServerUnaryReactor* ConsumerServiceImpl::Ack(grpc::CallbackServerContext* ctx,
                                                    const v1::AckRequest* request,
                                                    v1::AckResponse* /*response*/) {
-  return RunUnary(context_, kService, "Ack", ctx, [&]() -> absl::Status {
+  return RunUnary(context_, kService, "Ack", ctx, [&](uint64_t* lsn) -> absl::Status {
     if (absl::Status s = ValidateTaskId(request->task_id()); !s.ok()) return s;
-    absl::StatusOr<TaskInfo> info = store_.Ack(request->task_id(), request->lease_token());
+    absl::StatusOr<TaskInfo> info = store_.Ack(request->task_id(), request->lease_token(), lsn);
     if (!info.ok()) return info.status();
     context_.metrics.Delivered(info->queue, Metrics::Outcome::kSucceeded);
     return absl::OkStatus();
@@ -105,11 +108,11 @@ grpc::ServerUnaryReactor* ConsumerServiceImpl::Ack(grpc::CallbackServerContext* 
 grpc::ServerUnaryReactor* ConsumerServiceImpl::Nack(grpc::CallbackServerContext* ctx,
                                                     const v1::NackRequest* request,
                                                     v1::NackResponse* response) {
-  return RunUnary(context_, kService, "Nack", ctx, [&]() -> absl::Status {
+  return RunUnary(context_, kService, "Nack", ctx, [&](uint64_t* lsn) -> absl::Status {
     absl::StatusOr<NackParams> params = ValidateNack(*request, limits_);
     if (!params.ok()) return params.status();
     absl::StatusOr<TaskInfo> info = store_.Nack(request->task_id(), request->lease_token(),
-                                                params->retry_delay, std::move(params->error));
+                                                params->retry_delay, std::move(params->error), lsn);
     if (!info.ok()) return info.status();
     context_.metrics.Delivered(info->queue, info->state == TaskState::kDead
                                                 ? Metrics::Outcome::kDead
@@ -122,11 +125,11 @@ grpc::ServerUnaryReactor* ConsumerServiceImpl::Nack(grpc::CallbackServerContext*
 grpc::ServerUnaryReactor* ConsumerServiceImpl::ExtendLease(grpc::CallbackServerContext* ctx,
                                                            const v1::ExtendLeaseRequest* request,
                                                            v1::ExtendLeaseResponse* response) {
-  return RunUnary(context_, kService, "ExtendLease", ctx, [&]() -> absl::Status {
+  return RunUnary(context_, kService, "ExtendLease", ctx, [&](uint64_t* lsn) -> absl::Status {
     absl::StatusOr<absl::Duration> lease_duration = ValidateExtendLease(*request);
     if (!lease_duration.ok()) return lease_duration.status();
     absl::StatusOr<absl::Time> expire =
-        store_.ExtendLease(request->task_id(), request->lease_token(), *lease_duration);
+        store_.ExtendLease(request->task_id(), request->lease_token(), *lease_duration, lsn);
     if (!expire.ok()) return expire.status();
     *response->mutable_lease_expire_time() = ToProto(*expire);
     return absl::OkStatus();

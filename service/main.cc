@@ -28,9 +28,18 @@ ABSL_FLAG(std::string, metrics_address, "0.0.0.0:9464",
           "Address (host:port) where Prometheus scrapes /metrics. Port 0 picks a free port. Empty "
           "turns the metrics endpoint off.");
 ABSL_FLAG(std::string, data_dir, "./data",
-          "Directory for the server's data, created if missing and locked so that no second "
-          "server uses it. Tasks are held in memory in this version: a restart loses them (the "
-          "write-ahead log that will live here is not built yet).");
+          "Directory of the write-ahead log (log-*.wal), created if missing and locked so that "
+          "no second server uses it. Every acknowledged change is in it; a start replays it "
+          "before the gRPC port opens.");
+ABSL_FLAG(std::string, fsync, "always",
+          "always: answer a change only after its log record is fdatasync()ed (one sync per "
+          "group of concurrent changes); survives a machine crash. never: leave writing back to "
+          "the operating system; survives a crash of the process, but a machine crash loses the "
+          "last seconds. For benchmarks and caches.");
+ABSL_FLAG(bool, skip_corrupt_log, false,
+          "Start even when the log is corrupt before its end, dropping the damaged records (and "
+          "the changes in them) instead of refusing to start. For an operator who has read the "
+          "error and accepts the loss.");
 ABSL_FLAG(int, workers, 4,
           "Worker threads that apply fired timers (a task becoming due, a lease expiring, a wait "
           "ending) and hand ready tasks to waiting consumers. 1 to 1024.");
@@ -60,8 +69,9 @@ ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
 namespace {
 
 constexpr const char* kFlagNames[] = {
-    "grpc_address", "metrics_address", "data_dir",          "workers",   "queue_capacity",
-    "log_level",    "retention",       "max_payload_bytes", "max_delay", "shutdown_grace"};
+    "grpc_address",     "metrics_address",   "data_dir",       "fsync",
+    "skip_corrupt_log", "workers",           "queue_capacity", "log_level",
+    "retention",        "max_payload_bytes", "max_delay",      "shutdown_grace"};
 
 constexpr const char* kUsage =
     "hourglass: a delayed-task service. Clients Schedule a payload to be delivered after a delay "
@@ -143,6 +153,12 @@ int main(int argc, char** argv) {
   options.grpc_address = absl::GetFlag(FLAGS_grpc_address);
   options.metrics_address = absl::GetFlag(FLAGS_metrics_address);
   options.data_dir = absl::GetFlag(FLAGS_data_dir);
+  const std::string fsync = absl::GetFlag(FLAGS_fsync);
+  if (fsync != "always" && fsync != "never") {
+    return Fail("bad_flags", absl::StrCat("--fsync must be always or never, got \"", fsync, "\""));
+  }
+  options.fsync = fsync == "always";
+  options.skip_corrupt_log = absl::GetFlag(FLAGS_skip_corrupt_log);
   options.workers = absl::GetFlag(FLAGS_workers);
   const int64_t capacity = absl::GetFlag(FLAGS_queue_capacity);
   if (capacity < 1) {
@@ -173,6 +189,7 @@ int main(int argc, char** argv) {
       .Str("grpc_address", absl::StrCat(host, ":", (*server)->grpc_port()))
       .Str("metrics_address", (*server)->metrics_address())
       .Str("data_dir", options.data_dir)
+      .Str("fsync", fsync)
       .Int("workers", options.workers)
       .Int("queue_capacity", capacity)
       .Dur("retention_seconds", options.retention);

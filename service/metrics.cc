@@ -97,7 +97,48 @@ Metrics::Metrics()
                     .Name("hourglass_dispatch_lateness_seconds")
                     .Help("How late tasks became ready: time made READY minus due time.")
                     .Register(*registry_)
-                    .Add({}, LatenessBuckets())) {
+                    .Add({}, LatenessBuckets())),
+      log_bytes_(prometheus::BuildCounter()
+                     .Name("hourglass_log_written_bytes_total")
+                     .Help("Bytes of records written to the write-ahead log (before framing).")
+                     .Register(*registry_)
+                     .Add({})),
+      log_records_(prometheus::BuildCounter()
+                       .Name("hourglass_log_written_records_total")
+                       .Help("Records written to the write-ahead log.")
+                       .Register(*registry_)
+                       .Add({})),
+      log_fsync_seconds_(
+          prometheus::BuildHistogram()
+              .Name("hourglass_log_fsync_seconds")
+              .Help("Time of one fdatasync of the write-ahead log (--fsync=always).")
+              .Register(*registry_)
+              .Add({}, prometheus::Histogram::BucketBoundaries{0.0001, 0.00025, 0.0005, 0.001,
+                                                               0.0025, 0.005, 0.01, 0.025, 0.05,
+                                                               0.1, 0.25, 0.5, 1, 2.5})),
+      log_batch_records_(
+          prometheus::BuildHistogram()
+              .Name("hourglass_log_commit_batch_records")
+              .Help("Records made durable by one group commit.")
+              .Register(*registry_)
+              .Add({}, prometheus::Histogram::BucketBoundaries{1, 2, 4, 8, 16, 32, 64, 128, 256,
+                                                               512, 1024, 4096})),
+      recovery_seconds_(prometheus::BuildGauge()
+                            .Name("hourglass_recovery_duration_seconds")
+                            .Help("How long the last start took to replay the write-ahead log.")
+                            .Register(*registry_)
+                            .Add({})),
+      recovery_records_(prometheus::BuildGauge()
+                            .Name("hourglass_recovery_records")
+                            .Help("Records replayed from the write-ahead log at the last start.")
+                            .Register(*registry_)
+                            .Add({})),
+      torn_tails_(prometheus::BuildCounter()
+                      .Name("hourglass_log_torn_tails_truncated_total")
+                      .Help("Torn records (left by a crash mid-write) cut off the log's end at "
+                            "start.")
+                      .Register(*registry_)
+                      .Add({})) {
   RegisterBuildInfo(*registry_, HOURGLASS_VERSION);
 }
 
@@ -179,6 +220,20 @@ void Metrics::RpcHandled(absl::string_view service, absl::string_view method, in
 }
 
 void Metrics::AddGaugeSource(GaugeSource source) { gauges_->Add(std::move(source)); }
+
+void Metrics::OnCommit(size_t records, uint64_t bytes, absl::Duration sync_time) {
+  log_records_.Increment(static_cast<double>(records));
+  log_bytes_.Increment(static_cast<double>(bytes));
+  log_batch_records_.Observe(static_cast<double>(records));
+  if (sync_time > absl::ZeroDuration())
+    log_fsync_seconds_.Observe(absl::ToDoubleSeconds(sync_time));
+}
+
+void Metrics::Recovered(const RecoveryStats& stats) {
+  recovery_seconds_.Set(absl::ToDoubleSeconds(stats.duration));
+  recovery_records_.Set(static_cast<double>(stats.records));
+  torn_tails_.Increment(static_cast<double>(stats.torn_tails));
+}
 
 prometheus::MetricFamily GaugeFamily(std::string name, std::string help) {
   prometheus::MetricFamily family;

@@ -24,12 +24,14 @@
 #include "prometheus/collectable.h"
 #include "prometheus/counter.h"
 #include "prometheus/family.h"
+#include "prometheus/gauge.h"
 #include "prometheus/histogram.h"
 #include "prometheus/registry.h"
+#include "store/wal.h"
 
 namespace hourglass {
 
-class Metrics {
+class Metrics final : public WalObserver {
  public:
   Metrics();
   Metrics(const Metrics&) = delete;
@@ -55,6 +57,10 @@ class Metrics {
   // A source of gauges, called at every scrape (from the exposer's thread).
   using GaugeSource = std::function<void(std::vector<prometheus::MetricFamily>* out)>;
   void AddGaugeSource(GaugeSource source);
+
+  // The write-ahead log: one group commit (WalObserver), and what recovery did at start.
+  void OnCommit(size_t records, uint64_t bytes, absl::Duration sync_time) override;
+  void Recovered(const RecoveryStats& stats);
 
   // Lateness histogram buckets, seconds: 0.5 ms to 60 s.
   static std::vector<double> LatenessBuckets();
@@ -87,6 +93,13 @@ class Metrics {
   prometheus::Family<prometheus::Counter>& rpc_handled_;
   prometheus::Family<prometheus::Histogram>& rpc_seconds_;
   prometheus::Histogram& lateness_;
+  prometheus::Counter& log_bytes_;
+  prometheus::Counter& log_records_;
+  prometheus::Histogram& log_fsync_seconds_;
+  prometheus::Histogram& log_batch_records_;
+  prometheus::Gauge& recovery_seconds_;
+  prometheus::Gauge& recovery_records_;
+  prometheus::Counter& torn_tails_;
 
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::unique_ptr<QueueMetrics>> queues_ ABSL_GUARDED_BY(mu_);

@@ -24,6 +24,16 @@ RpcCall::RpcCall(RpcContext& context, absl::string_view service, absl::string_vi
   ++context_.in_flight;
 }
 
+void RpcCall::FinishWhenDurable(grpc::ServerUnaryReactor* reactor, const absl::Status& status,
+                                uint64_t lsn) const {
+  if (context_.wal == nullptr || lsn == 0 || !status.ok()) {
+    Finish(reactor, status);
+    return;
+  }
+  // The copy of this call finishes it; this one is done with.
+  context_.wal->WhenDurable(lsn, [call = *this, reactor, status] { call.Finish(reactor, status); });
+}
+
 absl::Status RpcCall::CheckServing() const {
   if (context_.shutting_down.load(std::memory_order_relaxed)) {
     return absl::UnavailableError("the server is shutting down; retry on another instance");

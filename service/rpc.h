@@ -15,6 +15,7 @@
 #include "hourglass/v1/task.pb.h"
 #include "service/metrics.h"
 #include "store/task_store.h"
+#include "store/wal.h"
 #include "wheel/clock.h"
 
 namespace hourglass {
@@ -33,6 +34,7 @@ struct RpcContext {
 
   Clock& clock;
   Metrics& metrics;
+  Wal* wal = nullptr;  // null: no log, changes are answered at once
   std::atomic<bool> shutting_down{false};
 
   absl::Mutex mu;
@@ -50,6 +52,9 @@ class RpcCall {
 
   // Records the RPC's metrics, logs failures, and finishes `reactor` with `status`.
   void Finish(grpc::ServerUnaryReactor* reactor, const absl::Status& status) const;
+  // Finish(), once the log record `lsn` is durable (at once for 0, an error or no log).
+  void FinishWhenDurable(grpc::ServerUnaryReactor* reactor, const absl::Status& status,
+                         uint64_t lsn) const;
 
  private:
   RpcContext& context_;
@@ -58,8 +63,9 @@ class RpcCall {
   const absl::Duration start_;
 };
 
-// Runs a unary handler whose work is synchronous: refuses it while shutting down, else runs `body`
-// (returning absl::Status), then finishes the call with metrics.
+// Runs a unary handler whose work is synchronous: refuses it while shutting down, else runs
+// `body(uint64_t* lsn)` (returning absl::Status and setting *lsn when it changed state), then
+// finishes the call with metrics once the change is durable.
 template <typename Body>
 grpc::ServerUnaryReactor* RunUnary(RpcContext& context, absl::string_view service,
                                    absl::string_view method, grpc::CallbackServerContext* ctx,
@@ -67,8 +73,9 @@ grpc::ServerUnaryReactor* RunUnary(RpcContext& context, absl::string_view servic
   RpcCall call(context, service, method);
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   absl::Status status = call.CheckServing();
-  if (status.ok()) status = body();
-  call.Finish(reactor, status);
+  uint64_t lsn = 0;
+  if (status.ok()) status = body(&lsn);
+  call.FinishWhenDurable(reactor, status, lsn);
   return reactor;
 }
 

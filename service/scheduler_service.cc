@@ -14,35 +14,36 @@ grpc::ServerUnaryReactor* SchedulerServiceImpl::Schedule(grpc::CallbackServerCon
                                                          const v1::ScheduleRequest* request,
                                                          v1::ScheduleResponse* response) {
   return RunUnary(context_, kService, "Schedule", ctx,
-                  [&] { return DoSchedule(*request, response); });
+                  [&](uint64_t* lsn) { return DoSchedule(*request, response, lsn); });
 }
 
 grpc::ServerUnaryReactor* SchedulerServiceImpl::Cancel(grpc::CallbackServerContext* ctx,
                                                        const v1::CancelRequest* request,
                                                        v1::CancelResponse* response) {
-  return RunUnary(context_, kService, "Cancel", ctx, [&] { return DoCancel(*request, response); });
+  return RunUnary(context_, kService, "Cancel", ctx,
+                  [&](uint64_t* lsn) { return DoCancel(*request, response, lsn); });
 }
 
 grpc::ServerUnaryReactor* SchedulerServiceImpl::GetStatus(grpc::CallbackServerContext* ctx,
                                                           const v1::GetStatusRequest* request,
                                                           v1::GetStatusResponse* response) {
   return RunUnary(context_, kService, "GetStatus", ctx,
-                  [&] { return DoGetStatus(*request, response); });
+                  [&](uint64_t*) { return DoGetStatus(*request, response); });
 }
 
 grpc::ServerUnaryReactor* SchedulerServiceImpl::Reschedule(grpc::CallbackServerContext* ctx,
                                                            const v1::RescheduleRequest* request,
                                                            v1::RescheduleResponse* response) {
   return RunUnary(context_, kService, "Reschedule", ctx,
-                  [&] { return DoReschedule(*request, response); });
+                  [&](uint64_t* lsn) { return DoReschedule(*request, response, lsn); });
 }
 
 absl::Status SchedulerServiceImpl::DoSchedule(const v1::ScheduleRequest& request,
-                                              v1::ScheduleResponse* response) {
+                                              v1::ScheduleResponse* response, uint64_t* lsn) {
   absl::StatusOr<NewTask> task = ValidateSchedule(request, limits_, context_.clock.Now());
   if (!task.ok()) return task.status();
   const std::string queue = task->queue;
-  absl::StatusOr<ScheduleResult> result = store_.Schedule(*std::move(task));
+  absl::StatusOr<ScheduleResult> result = store_.Schedule(*std::move(task), lsn);
   if (!result.ok()) return result.status();
   if (result->created) {
     context_.metrics.Scheduled(queue);
@@ -59,9 +60,9 @@ absl::Status SchedulerServiceImpl::DoSchedule(const v1::ScheduleRequest& request
 }
 
 absl::Status SchedulerServiceImpl::DoCancel(const v1::CancelRequest& request,
-                                            v1::CancelResponse* response) {
+                                            v1::CancelResponse* response, uint64_t* lsn) {
   if (absl::Status s = ValidateTaskId(request.task_id()); !s.ok()) return s;
-  absl::StatusOr<TaskInfo> info = store_.Cancel(request.task_id());
+  absl::StatusOr<TaskInfo> info = store_.Cancel(request.task_id(), lsn);
   if (!info.ok()) return info.status();
   context_.metrics.Cancelled(info->queue);
   if (LogEnabled(LogLevel::kDebug)) {
@@ -81,10 +82,10 @@ absl::Status SchedulerServiceImpl::DoGetStatus(const v1::GetStatusRequest& reque
 }
 
 absl::Status SchedulerServiceImpl::DoReschedule(const v1::RescheduleRequest& request,
-                                                v1::RescheduleResponse* response) {
+                                                v1::RescheduleResponse* response, uint64_t* lsn) {
   absl::StatusOr<absl::Time> due = ValidateReschedule(request, limits_, context_.clock.Now());
   if (!due.ok()) return due.status();
-  absl::StatusOr<TaskInfo> info = store_.Reschedule(request.task_id(), *due);
+  absl::StatusOr<TaskInfo> info = store_.Reschedule(request.task_id(), *due, lsn);
   if (!info.ok()) return info.status();
   ToProto(*info, response->mutable_task());
   return absl::OkStatus();

@@ -30,10 +30,14 @@ class SchedulerServiceImpl final : public v1::SchedulerService::CallbackService 
                                        v1::RescheduleResponse* response) override;
 
  private:
-  absl::Status DoSchedule(const v1::ScheduleRequest& request, v1::ScheduleResponse* response);
-  absl::Status DoCancel(const v1::CancelRequest& request, v1::CancelResponse* response);
+  // Each Do* sets *lsn to the log record of its change, if it made one.
+  absl::Status DoSchedule(const v1::ScheduleRequest& request, v1::ScheduleResponse* response,
+                          uint64_t* lsn);
+  absl::Status DoCancel(const v1::CancelRequest& request, v1::CancelResponse* response,
+                        uint64_t* lsn);
   absl::Status DoGetStatus(const v1::GetStatusRequest& request, v1::GetStatusResponse* response);
-  absl::Status DoReschedule(const v1::RescheduleRequest& request, v1::RescheduleResponse* response);
+  absl::Status DoReschedule(const v1::RescheduleRequest& request, v1::RescheduleResponse* response,
+                            uint64_t* lsn);
 
   // Constant after construction.
   RpcContext& context_;

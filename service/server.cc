@@ -21,6 +21,8 @@
 #include "service/logging.h"
 #include "service/metrics.h"
 #include "service/scheduler_service.h"
+#include "store/file.h"
+#include "store/wal.h"
 #include "wheel/ticker.h"
 #include "workers/bounded_queue.h"
 #include "workers/pull_deliverer.h"
@@ -34,6 +36,15 @@ static_assert(PullDeliverer::kCookieBit == TaskStore::kExternalCookieBit,
 namespace {
 
 constexpr absl::Duration kLameDuck = absl::Seconds(1);
+
+// A write or sync of the log failed: what was not made durable must never be acknowledged, and
+// the log's end is unknown. Stop at once; the next start recovers up to the last durable record.
+[[noreturn]] void ExitOnLogFailure(const absl::Status& status) {
+  LogError("log_write_failed")
+      .Str("error", status.ToString())
+      .Str("action", "exiting; the next start recovers every acknowledged change");
+  std::_Exit(1);
+}
 constexpr absl::Duration kFlushTime = absl::Milliseconds(200);
 
 constexpr const char* kServiceNames[] = {"hourglass.v1.SchedulerService",
@@ -117,7 +128,14 @@ struct Server::Parts {
         context(c, metrics),
         dispatch_queue(o.queue_capacity),
         ticker(c, [this](std::vector<uint64_t> cookies) { Dispatch(std::move(cookies)); }),
-        store(c, ticker, {.retention = o.retention}),
+        wal({.dir = o.data_dir,
+             .fs = &PosixFileSystem::Get(),
+             .sync = o.fsync,
+             .segment_bytes = o.log_segment_bytes,
+             .skip_corruption = o.skip_corrupt_log,
+             .on_fatal = [](const absl::Status& status) { ExitOnLogFailure(status); },
+             .observer = &metrics}),
+        store(c, ticker, {.retention = o.retention}, &wal),
         pull(ticker),
         scheduler(context, store, o.limits),
         consumer(context, store, pull, o.limits) {}
@@ -210,6 +228,7 @@ struct Server::Parts {
   RpcContext context;
   BoundedQueue<uint64_t> dispatch_queue;
   Ticker ticker;
+  Wal wal;
   TaskStore store;
   PullDeliverer pull;
   SchedulerServiceImpl scheduler;
@@ -230,7 +249,22 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
   auto parts = std::make_unique<Parts>(options, clock);
   Parts& p = *parts;
   p.data_dir_lock = *std::move(lock);
+  p.context.wal = &p.wal;
   p.AddGauges();
+  // Recovery comes first: the port opens only once the state is back (a startup probe can tell).
+  absl::StatusOr<RecoveryStats> recovered = p.wal.Recover(p.store);
+  if (!recovered.ok()) return recovered.status();
+  p.metrics.Recovered(*recovered);
+  LogInfo("recovered")
+      .Int("records", static_cast<int64_t>(recovered->records))
+      .Int("segments", static_cast<int64_t>(recovered->segments))
+      .Int("tasks", static_cast<int64_t>(p.store.size()))
+      .Int("torn_tails_truncated", static_cast<int64_t>(recovered->torn_tails))
+      .Int("torn_bytes", static_cast<int64_t>(recovered->torn_bytes))
+      .Int("skipped_bytes", static_cast<int64_t>(recovered->skipped_bytes))
+      .Dur("seconds", recovered->duration);
+  if (absl::Status s = p.wal.StartWriting(); !s.ok()) return s;
+  p.store.FinishRecovery();
   p.workers =
       std::make_unique<WorkerPool<uint64_t>>("hg-worker", options.workers, p.dispatch_queue,
                                              [&p](uint64_t cookie) { p.HandleTimer(cookie); });
@@ -323,6 +357,7 @@ void Server::Shutdown() {
   p.dispatch_queue.Close();
   p.ticker.Stop();
   if (p.workers != nullptr) p.workers->Join();
+  p.wal.Stop();  // the last records (lease expiries, forgets) are written and synced
   LogDebug("shutdown_threads_stopped");
   metrics_stopper.join();
   LogDebug("shutdown_metrics_stopped");

@@ -9,6 +9,10 @@
 //       ▼
 //   gRPC services (SchedulerService, ConsumerService, health, reflection) + /metrics exposer
 //
+// The TaskStore writes every change to the write-ahead log (Wal, in --data_dir); an RPC that
+// changed state is answered once its record is durable. At start the log is replayed before the
+// gRPC port opens.
+//
 //   absl::StatusOr<std::unique_ptr<Server>> server = Server::Create(options, SystemClock::Get());
 //   ...                                           // serve until SIGTERM
 //   (*server)->Shutdown();                        // NOT_SERVING, drain, stop threads
@@ -35,8 +39,14 @@ struct ServerOptions {
   std::string grpc_address = "0.0.0.0:7070";
   // Where /metrics is served; port 0 picks a free port; empty: no metrics endpoint.
   std::string metrics_address = "0.0.0.0:9464";
-  // The data directory: created if missing and locked against a second server.
+  // The data directory: created if missing and locked against a second server; holds the
+  // write-ahead log.
   std::string data_dir = "./data";
+  // fdatasync every group commit before answering (--fsync=always); false: --fsync=never.
+  bool fsync = true;
+  // Replay past corrupt log records instead of refusing to start (--skip_corrupt_log).
+  bool skip_corrupt_log = false;
+  uint64_t log_segment_bytes = uint64_t{64} << 20;
   int workers = 4;
   size_t queue_capacity = 10000;
   absl::Duration retention = absl::Hours(24);
@@ -49,8 +59,9 @@ absl::Status ValidateOptions(const ServerOptions& options);
 
 class Server {
  public:
-  // Builds and starts everything; fails (with a message naming what to fix) when an address
-  // cannot be bound or the data directory cannot be used. `clock` must outlive the server.
+  // Recovers the data directory, then builds and starts everything; fails (with a message naming
+  // what to fix) when an address cannot be bound, or the data directory cannot be used or holds a
+  // corrupt log. `clock` must outlive the server.
   static absl::StatusOr<std::unique_ptr<Server>> Create(const ServerOptions& options, Clock& clock);
   ~Server();  // Shutdown()
 
