@@ -36,6 +36,10 @@ ABSL_FLAG(std::string, fsync, "always",
           "group of concurrent changes); survives a machine crash. never: leave writing back to "
           "the operating system; survives a crash of the process, but a machine crash loses the "
           "last seconds. For benchmarks and caches.");
+ABSL_FLAG(int64_t, snapshot_bytes, int64_t{64} << 20,
+          "Write a snapshot of the tasks to --data_dir after this many bytes of log records (or "
+          "twice the last snapshot's size, if larger), then delete the log it covers, so that the "
+          "directory grows with the live tasks, not with their history. 0: never.");
 ABSL_FLAG(bool, skip_corrupt_log, false,
           "Start even when the log is corrupt before its end, dropping the damaged records (and "
           "the changes in them) instead of refusing to start. For an operator who has read the "
@@ -69,9 +73,9 @@ ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
 namespace {
 
 constexpr const char* kFlagNames[] = {
-    "grpc_address",     "metrics_address",   "data_dir",       "fsync",
-    "skip_corrupt_log", "workers",           "queue_capacity", "log_level",
-    "retention",        "max_payload_bytes", "max_delay",      "shutdown_grace"};
+    "grpc_address",      "metrics_address", "data_dir",       "fsync",     "snapshot_bytes",
+    "skip_corrupt_log",  "workers",         "queue_capacity", "log_level", "retention",
+    "max_payload_bytes", "max_delay",       "shutdown_grace"};
 
 constexpr const char* kUsage =
     "hourglass: a delayed-task service. Clients Schedule a payload to be delivered after a delay "
@@ -159,6 +163,11 @@ int main(int argc, char** argv) {
   }
   options.fsync = fsync == "always";
   options.skip_corrupt_log = absl::GetFlag(FLAGS_skip_corrupt_log);
+  if (absl::GetFlag(FLAGS_snapshot_bytes) < 0) {
+    return Fail("bad_flags", absl::StrCat("--snapshot_bytes must be >= 0, got ",
+                                          absl::GetFlag(FLAGS_snapshot_bytes)));
+  }
+  options.snapshot_bytes = static_cast<uint64_t>(absl::GetFlag(FLAGS_snapshot_bytes));
   options.workers = absl::GetFlag(FLAGS_workers);
   const int64_t capacity = absl::GetFlag(FLAGS_queue_capacity);
   if (capacity < 1) {

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "prometheus/gauge.h"
+#include "service/logging.h"
 #include "service/process_metrics.h"
 
 namespace hourglass {
@@ -138,7 +139,28 @@ Metrics::Metrics()
                       .Help("Torn records (left by a crash mid-write) cut off the log's end at "
                             "start.")
                       .Register(*registry_)
-                      .Add({})) {
+                      .Add({})),
+      snapshots_(prometheus::BuildCounter()
+                     .Name("hourglass_snapshots_total")
+                     .Help("Snapshots of the task store written, by result (ok, failed).")
+                     .Register(*registry_)),
+      snapshot_seconds_(prometheus::BuildGauge()
+                            .Name("hourglass_snapshot_duration_seconds")
+                            .Help("How long the last snapshot took to write.")
+                            .Register(*registry_)
+                            .Add({})),
+      snapshot_bytes_(prometheus::BuildGauge()
+                          .Name("hourglass_snapshot_size_bytes")
+                          .Help("Size of the last snapshot.")
+                          .Register(*registry_)
+                          .Add({})),
+      snapshot_tasks_(prometheus::BuildGauge()
+                          .Name("hourglass_snapshot_tasks")
+                          .Help("Tasks in the last snapshot.")
+                          .Register(*registry_)
+                          .Add({})) {
+  snapshots_.Add({{"result", "ok"}});
+  snapshots_.Add({{"result", "failed"}});
   RegisterBuildInfo(*registry_, HOURGLASS_VERSION);
 }
 
@@ -227,6 +249,24 @@ void Metrics::OnCommit(size_t records, uint64_t bytes, absl::Duration sync_time)
   log_batch_records_.Observe(static_cast<double>(records));
   if (sync_time > absl::ZeroDuration())
     log_fsync_seconds_.Observe(absl::ToDoubleSeconds(sync_time));
+}
+
+void Metrics::OnSnapshot(uint64_t tasks, uint64_t bytes, absl::Duration duration) {
+  snapshots_.Add({{"result", "ok"}}).Increment();
+  snapshot_seconds_.Set(absl::ToDoubleSeconds(duration));
+  snapshot_bytes_.Set(static_cast<double>(bytes));
+  snapshot_tasks_.Set(static_cast<double>(tasks));
+  LogInfo("snapshot_written")
+      .Int("tasks", static_cast<int64_t>(tasks))
+      .Int("bytes", static_cast<int64_t>(bytes))
+      .Dur("seconds", duration);
+}
+
+void Metrics::OnSnapshotFailed(const absl::Status& status) {
+  snapshots_.Add({{"result", "failed"}}).Increment();
+  LogWarning("snapshot_failed")
+      .Str("error", status.ToString())
+      .Str("impact", "none yet: the log keeps every record; retried later");
 }
 
 void Metrics::Recovered(const RecoveryStats& stats) {

@@ -60,6 +60,8 @@ class Metrics final : public WalObserver {
 
   // The write-ahead log: one group commit (WalObserver), and what recovery did at start.
   void OnCommit(size_t records, uint64_t bytes, absl::Duration sync_time) override;
+  void OnSnapshot(uint64_t tasks, uint64_t bytes, absl::Duration duration) override;
+  void OnSnapshotFailed(const absl::Status& status) override;
   void Recovered(const RecoveryStats& stats);
 
   // Lateness histogram buckets, seconds: 0.5 ms to 60 s.
@@ -100,6 +102,10 @@ class Metrics final : public WalObserver {
   prometheus::Gauge& recovery_seconds_;
   prometheus::Gauge& recovery_records_;
   prometheus::Counter& torn_tails_;
+  prometheus::Family<prometheus::Counter>& snapshots_;
+  prometheus::Gauge& snapshot_seconds_;
+  prometheus::Gauge& snapshot_bytes_;
+  prometheus::Gauge& snapshot_tasks_;
 
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::unique_ptr<QueueMetrics>> queues_ ABSL_GUARDED_BY(mu_);

@@ -132,6 +132,7 @@ struct Server::Parts {
              .fs = &PosixFileSystem::Get(),
              .sync = o.fsync,
              .segment_bytes = o.log_segment_bytes,
+             .snapshot_bytes = o.snapshot_bytes,
              .skip_corruption = o.skip_corrupt_log,
              .on_fatal = [](const absl::Status& status) { ExitOnLogFailure(status); },
              .observer = &metrics}),
@@ -259,10 +260,15 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
       .Int("records", static_cast<int64_t>(recovered->records))
       .Int("segments", static_cast<int64_t>(recovered->segments))
       .Int("tasks", static_cast<int64_t>(p.store.size()))
+      .Int("snapshot_lsn", static_cast<int64_t>(recovered->snapshot_lsn))
+      .Int("snapshot_tasks", static_cast<int64_t>(recovered->snapshot_tasks))
       .Int("torn_tails_truncated", static_cast<int64_t>(recovered->torn_tails))
       .Int("torn_bytes", static_cast<int64_t>(recovered->torn_bytes))
       .Int("skipped_bytes", static_cast<int64_t>(recovered->skipped_bytes))
       .Dur("seconds", recovered->duration);
+  for (const std::string& damaged : recovered->damaged_snapshots) {
+    LogWarning("snapshot_skipped").Str("reason", damaged).Str("action", "used an older one");
+  }
   if (absl::Status s = p.wal.StartWriting(); !s.ok()) return s;
   p.store.FinishRecovery();
   p.workers =

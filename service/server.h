@@ -47,6 +47,8 @@ struct ServerOptions {
   // Replay past corrupt log records instead of refusing to start (--skip_corrupt_log).
   bool skip_corrupt_log = false;
   uint64_t log_segment_bytes = uint64_t{64} << 20;
+  // Write a snapshot (and delete the log it covers) after this many bytes of log records.
+  uint64_t snapshot_bytes = uint64_t{64} << 20;
   int workers = 4;
   size_t queue_capacity = 10000;
   absl::Duration retention = absl::Hours(24);

@@ -11,6 +11,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "store/log_reader.h"
 
@@ -20,6 +21,10 @@ namespace {
 
 constexpr absl::string_view kSegmentPrefix = "log-";
 constexpr absl::string_view kSegmentSuffix = ".wal";
+constexpr absl::string_view kSnapshotPrefix = "snapshot-";
+constexpr absl::string_view kSnapshotSuffix = ".snap";
+constexpr absl::string_view kTmpSuffix = ".tmp";
+constexpr size_t kSnapshotChunkTasks = 1000;
 
 }  // namespace
 
@@ -33,39 +38,106 @@ std::string Wal::SegmentName(uint64_t first_lsn) {
 
 std::string Wal::Path(const std::string& name) const { return options_.dir + "/" + name; }
 
-absl::StatusOr<std::vector<Wal::Segment>> Wal::ListSegments() const {
+std::string Wal::SnapshotName(uint64_t lsn) {
+  return absl::StrFormat("%s%020d%s", kSnapshotPrefix, lsn, kSnapshotSuffix);
+}
+
+absl::StatusOr<std::vector<Wal::NumberedFile>> Wal::ListFiles(absl::string_view prefix,
+                                                              absl::string_view suffix) const {
   absl::StatusOr<std::vector<std::string>> names = options_.fs->ListDir(options_.dir);
   if (!names.ok()) return names.status();
-  std::vector<Segment> segments;
+  std::vector<NumberedFile> files;
   for (const std::string& name : *names) {
-    if (!absl::StartsWith(name, kSegmentPrefix) || !absl::EndsWith(name, kSegmentSuffix)) continue;
+    if (!absl::StartsWith(name, prefix) || !absl::EndsWith(name, suffix)) continue;
     absl::string_view digits = name;
-    digits.remove_prefix(kSegmentPrefix.size());
-    digits.remove_suffix(kSegmentSuffix.size());
-    uint64_t first_lsn;
-    if (!absl::SimpleAtoi(digits, &first_lsn) || first_lsn == 0) continue;
-    segments.push_back({first_lsn, name});
+    digits.remove_prefix(prefix.size());
+    digits.remove_suffix(suffix.size());
+    uint64_t lsn;
+    if (!absl::SimpleAtoi(digits, &lsn)) continue;
+    files.push_back({lsn, name});
   }
-  std::sort(segments.begin(), segments.end(),
-            [](const Segment& a, const Segment& b) { return a.first_lsn < b.first_lsn; });
-  return segments;
+  std::sort(files.begin(), files.end(),
+            [](const NumberedFile& a, const NumberedFile& b) { return a.lsn < b.lsn; });
+  return files;
+}
+
+absl::StatusOr<uint64_t> Wal::LoadSnapshot(TaskStore& store, RecoveryStats* stats) {
+  absl::StatusOr<std::vector<NumberedFile>> snapshots = ListFiles(kSnapshotPrefix, kSnapshotSuffix);
+  if (!snapshots.ok()) return snapshots.status();
+  for (auto it = snapshots->rbegin(); it != snapshots->rend(); ++it) {
+    const std::string path = Path(it->name);
+    absl::StatusOr<std::unique_ptr<SequentialFile>> file = options_.fs->NewSequentialFile(path);
+    if (!file.ok()) return file.status();
+    // Read it whole before applying any of it: a damaged snapshot must leave the store empty for
+    // the older one.
+    LogReader reader(**file, path);
+    std::vector<store::v1::LogRecord> records;
+    std::string bytes;
+    uint64_t offset;
+    bool parsed = true;
+    while (parsed && reader.ReadRecord(&bytes, &offset)) {
+      parsed = records.emplace_back().ParseFromString(bytes);
+    }
+    if (!parsed || reader.result().end != LogReadResult::kClean) {
+      stats->damaged_snapshots.push_back(
+          absl::StrCat(path, ": ", parsed ? reader.result().message : "a record does not parse"));
+      continue;
+    }
+    for (const store::v1::LogRecord& record : records) {
+      if (absl::Status s = store.Replay(record); !s.ok()) {
+        return absl::DataLossError(absl::StrCat("snapshot ", path, ": ", s.message()));
+      }
+    }
+    stats->snapshot_lsn = it->lsn;
+    stats->snapshot_tasks = records.size();
+    return it->lsn;
+  }
+  return 0;
 }
 
 absl::StatusOr<RecoveryStats> Wal::Recover(TaskStore& store) {
   const absl::Time start = absl::Now();
   RecoveryStats stats;
   if (absl::Status s = options_.fs->CreateDir(options_.dir); !s.ok()) return s;
-  absl::StatusOr<std::vector<Segment>> segments = ListSegments();
-  if (!segments.ok()) return segments.status();
+  store_ = &store;
+  // Leftovers of a snapshot that a crash interrupted.
+  absl::StatusOr<std::vector<std::string>> names = options_.fs->ListDir(options_.dir);
+  if (!names.ok()) return names.status();
+  for (const std::string& name : *names) {
+    if (absl::EndsWith(name, kTmpSuffix)) {
+      if (absl::Status s = options_.fs->Remove(Path(name)); !s.ok()) return s;
+    }
+  }
+  absl::StatusOr<uint64_t> snapshot_lsn = LoadSnapshot(store, &stats);
+  if (!snapshot_lsn.ok()) return snapshot_lsn.status();
 
-  uint64_t next_lsn = segments->empty() ? 1 : segments->front().first_lsn;
-  for (size_t i = 0; i < segments->size(); ++i) {
-    const Segment& segment = (*segments)[i];
-    const bool last = i + 1 == segments->size();
+  absl::StatusOr<std::vector<NumberedFile>> all_segments =
+      ListFiles(kSegmentPrefix, kSegmentSuffix);
+  if (!all_segments.ok()) return all_segments.status();
+  // The segments after the snapshot: from the last one that starts at or before its next record.
+  std::vector<NumberedFile> segments;
+  for (const NumberedFile& segment : *all_segments) {
+    if (segment.lsn <= *snapshot_lsn + 1) segments.clear();
+    segments.push_back(segment);
+  }
+  uint64_t next_lsn = segments.empty() ? *snapshot_lsn + 1 : segments.front().lsn;
+  if (next_lsn > *snapshot_lsn + 1) {
+    return absl::DataLossError(absl::StrCat(
+        "write-ahead log ", Path(segments.front().name), " starts at record ", next_lsn,
+        " but the newest snapshot covers records up to ", *snapshot_lsn,
+        ": records are missing; restore the data directory or start with an empty one"));
+  }
+  for (size_t i = 0; i < segments.size(); ++i) {
+    const NumberedFile& segment = segments[i];
+    const bool last = i + 1 == segments.size();
     const std::string path = Path(segment.name);
-    if (segment.first_lsn != next_lsn) {
+    if (segment.lsn > next_lsn && options_.skip_corruption) {
+      // Records skipped as corrupt in the segment before: numbering resumes at this one.
+      next_lsn = segment.lsn;
+    }
+    if (segment.lsn != next_lsn) {
       return absl::DataLossError(absl::StrCat(
-          "write-ahead log ", path, " starts at record ", segment.first_lsn,
+          "write-ahead log ", path, " starts at record ", segment.lsn,
           " but the segments before it end at record ", next_lsn - 1,
           ": records are missing; restore the data directory or start with an empty one"));
     }
@@ -76,6 +148,10 @@ absl::StatusOr<RecoveryStats> Wal::Recover(TaskStore& store) {
     uint64_t offset;
     store::v1::LogRecord record;
     while (reader.ReadRecord(&bytes, &offset)) {
+      if (next_lsn <= *snapshot_lsn) {  // in the snapshot already
+        ++next_lsn;
+        continue;
+      }
       absl::Status replayed = record.ParseFromString(bytes)
                                   ? store.Replay(record)
                                   : absl::DataLossError("the record does not parse");
@@ -111,6 +187,9 @@ absl::StatusOr<RecoveryStats> Wal::Recover(TaskStore& store) {
       stats.torn_bytes += result.torn_bytes;
     }
   }
+  // A snapshot may cover records that the log lost in a crash (it is taken from the store, ahead
+  // of the log); numbering goes on after both.
+  next_lsn = std::max(next_lsn, *snapshot_lsn + 1);
   stats.next_lsn = next_lsn;
   {
     absl::MutexLock lock(&mu_);
@@ -122,6 +201,9 @@ absl::StatusOr<RecoveryStats> Wal::Recover(TaskStore& store) {
 
 absl::Status Wal::OpenSegment(uint64_t first_lsn) {
   if (file_ != nullptr) {
+    // Synced even with --fsync=never: a segment that is not the last must never end torn, or
+    // recovery would refuse it. Once per segment.
+    if (absl::Status s = file_->Sync(); !s.ok()) return s;
     if (absl::Status s = file_->Close(); !s.ok()) return s;
   }
   writer_.reset();
@@ -146,6 +228,9 @@ absl::Status Wal::StartWriting() {
   absl::MutexLock lock(&mu_);
   writing_ = true;
   thread_ = std::thread([this] { Run(); });
+  if (options_.snapshot_bytes > 0 && store_ != nullptr) {
+    snapshot_thread_ = std::thread([this] { RunSnapshots(); });
+  }
   return absl::OkStatus();
 }
 
@@ -174,15 +259,18 @@ void Wal::Run() {
   std::vector<std::function<void()>> ready;
   while (true) {
     uint64_t batch_last_lsn;
+    bool rotate;
     {
       absl::MutexLock lock(&mu_);
       while (pending_.empty() && !stopping_) work_.Wait(&mu_);
       if (pending_.empty()) return;  // stopping, and everything is written
       batch.swap(pending_);
       batch_last_lsn = last_lsn_;
+      rotate = rotate_;
+      rotate_ = false;
     }
     const uint64_t batch_first_lsn = batch_last_lsn - batch.size() + 1;
-    if (writer_->offset() >= options_.segment_bytes) {
+    if (rotate || writer_->offset() >= options_.segment_bytes) {
       if (absl::Status s = OpenSegment(batch_first_lsn); !s.ok()) Fatal(s);
     }
     uint64_t bytes = 0;
@@ -203,6 +291,12 @@ void Wal::Run() {
     {
       absl::MutexLock lock(&mu_);
       durable_lsn_ = batch_last_lsn;
+      bytes_since_snapshot_ += bytes;
+      if (options_.snapshot_bytes > 0 && !snapshot_wanted_ &&
+          bytes_since_snapshot_ >= std::max(options_.snapshot_bytes, 2 * last_snapshot_bytes_)) {
+        snapshot_wanted_ = true;
+        snapshot_cv_.Signal();
+      }
       auto end = waiting_.upper_bound(durable_lsn_);
       for (auto it = waiting_.begin(); it != end; ++it) ready.push_back(std::move(it->second));
       waiting_.erase(waiting_.begin(), end);
@@ -227,9 +321,100 @@ void Wal::Stop() {
     work_.Signal();
   }
   thread_.join();
+  if (snapshot_thread_.joinable()) {
+    {
+      absl::MutexLock lock(&mu_);
+      snapshot_cv_.SignalAll();
+    }
+    snapshot_thread_.join();
+  }
   if (file_ != nullptr) {
     if (absl::Status s = file_->Close(); !s.ok()) Fatal(s);
   }
+}
+
+void Wal::RunSnapshots() {
+  pthread_setname_np(pthread_self(), "hg-snapshot");
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      while (!snapshot_wanted_ && !stopping_) snapshot_cv_.Wait(&mu_);
+      if (stopping_) return;
+    }
+    // A failed snapshot loses nothing (the log still has every record); it is tried again after
+    // the next snapshot_bytes of records.
+    absl::Status s = Snapshot();
+    absl::MutexLock lock(&mu_);
+    snapshot_wanted_ = false;
+    if (!s.ok()) {
+      bytes_since_snapshot_ = 0;
+      if (options_.observer != nullptr) options_.observer->OnSnapshotFailed(s);
+    }
+  }
+}
+
+absl::Status Wal::Snapshot() {
+  absl::MutexLock snapshot_lock(&snapshot_mu_);
+  const absl::Time start = absl::Now();
+  uint64_t lsn;
+  {
+    // Every change up to `lsn` is in the store: Append is called after the change, under the
+    // store's lock. Changes after it may be in the snapshot too; replay of the log after `lsn`
+    // converges either way. The writer starts a new segment, so that the ones before it can go.
+    absl::MutexLock lock(&mu_);
+    lsn = last_lsn_;
+    rotate_ = true;
+  }
+  const std::string name = SnapshotName(lsn);
+  const std::string tmp = Path(name + std::string(kTmpSuffix));
+  absl::StatusOr<std::unique_ptr<WritableFile>> file = options_.fs->NewWritableFile(tmp);
+  if (!file.ok()) return file.status();
+  LogWriter writer(**file);
+  size_t cursor = 0;
+  uint64_t tasks = 0;
+  std::vector<store::v1::LogRecord> chunk;
+  bool more = true;
+  while (more) {
+    more = store_->SnapshotChunk(&cursor, kSnapshotChunkTasks, &chunk);
+    for (const store::v1::LogRecord& record : chunk) {
+      if (absl::Status s = writer.AddRecord(record.SerializeAsString()); !s.ok()) return s;
+    }
+    tasks += chunk.size();
+    chunk.clear();
+  }
+  if (absl::Status s = (*file)->Sync(); !s.ok()) return s;
+  if (absl::Status s = (*file)->Close(); !s.ok()) return s;
+  // The snapshot may hold changes whose records are not durable yet; make them durable first, so
+  // that the log never ends before the snapshot's LSN.
+  absl::Notification durable;
+  WhenDurable(lsn, [&durable] { durable.Notify(); });
+  durable.WaitForNotification();
+  if (absl::Status s = options_.fs->Rename(tmp, Path(name)); !s.ok()) return s;
+  if (absl::Status s = options_.fs->SyncDir(options_.dir); !s.ok()) return s;
+
+  // Delete what the snapshot covers: older snapshots, and segments whose records are all <= lsn.
+  absl::StatusOr<std::vector<NumberedFile>> snapshots = ListFiles(kSnapshotPrefix, kSnapshotSuffix);
+  if (!snapshots.ok()) return snapshots.status();
+  for (const NumberedFile& old : *snapshots) {
+    if (old.lsn >= lsn) continue;
+    if (absl::Status s = options_.fs->Remove(Path(old.name)); !s.ok()) return s;
+  }
+  absl::StatusOr<std::vector<NumberedFile>> segments = ListFiles(kSegmentPrefix, kSegmentSuffix);
+  if (!segments.ok()) return segments.status();
+  for (size_t i = 0; i + 1 < segments->size(); ++i) {
+    if ((*segments)[i + 1].lsn - 1 > lsn) break;
+    if (absl::Status s = options_.fs->Remove(Path((*segments)[i].name)); !s.ok()) return s;
+  }
+  absl::StatusOr<uint64_t> size = options_.fs->FileSize(Path(name));
+  const uint64_t bytes = size.ok() ? *size : writer.offset();
+  {
+    absl::MutexLock lock(&mu_);
+    bytes_since_snapshot_ = 0;
+    last_snapshot_bytes_ = bytes;
+  }
+  if (options_.observer != nullptr)
+    options_.observer->OnSnapshot(tasks, bytes, absl::Now() - start);
+  return absl::OkStatus();
 }
 
 uint64_t Wal::durable_lsn() const {
