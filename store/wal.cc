@@ -61,35 +61,55 @@ absl::StatusOr<std::vector<Wal::NumberedFile>> Wal::ListFiles(absl::string_view 
   return files;
 }
 
+absl::StatusOr<LogReadResult> Wal::ReadSnapshot(
+    const std::string& path,
+    const std::function<absl::Status(const store::v1::LogRecord&)>& apply) {
+  absl::StatusOr<std::unique_ptr<SequentialFile>> file = options_.fs->NewSequentialFile(path);
+  if (!file.ok()) return file.status();
+  LogReader reader(**file, path);
+  std::string bytes;
+  uint64_t offset;
+  store::v1::LogRecord record;
+  while (reader.ReadRecord(&bytes, &offset)) {
+    if (apply == nullptr) continue;
+    absl::Status s = record.ParseFromString(bytes)
+                         ? apply(record)
+                         : absl::DataLossError("the record does not parse");
+    if (!s.ok()) {
+      return absl::DataLossError(
+          absl::StrCat("snapshot ", path, " offset ", offset, ": ", s.message()));
+    }
+  }
+  return reader.result();
+}
+
 absl::StatusOr<uint64_t> Wal::LoadSnapshot(TaskStore& store, RecoveryStats* stats) {
   absl::StatusOr<std::vector<NumberedFile>> snapshots = ListFiles(kSnapshotPrefix, kSnapshotSuffix);
   if (!snapshots.ok()) return snapshots.status();
   for (auto it = snapshots->rbegin(); it != snapshots->rend(); ++it) {
     const std::string path = Path(it->name);
-    absl::StatusOr<std::unique_ptr<SequentialFile>> file = options_.fs->NewSequentialFile(path);
-    if (!file.ok()) return file.status();
-    // Read it whole before applying any of it: a damaged snapshot must leave the store empty for
-    // the older one.
-    LogReader reader(**file, path);
-    std::vector<store::v1::LogRecord> records;
-    std::string bytes;
-    uint64_t offset;
-    bool parsed = true;
-    while (parsed && reader.ReadRecord(&bytes, &offset)) {
-      parsed = records.emplace_back().ParseFromString(bytes);
-    }
-    if (!parsed || reader.result().end != LogReadResult::kClean) {
-      stats->damaged_snapshots.push_back(
-          absl::StrCat(path, ": ", parsed ? reader.result().message : "a record does not parse"));
+    // Two passes: the first checks the whole file, so that a damaged snapshot leaves the store
+    // empty for an older one; the second applies it, one record at a time (a snapshot of a
+    // million tasks is hundreds of MB: it is never held in memory whole).
+    absl::StatusOr<LogReadResult> checked = ReadSnapshot(path, nullptr);
+    if (!checked.ok()) return checked.status();
+    if (checked->end != LogReadResult::kClean) {
+      stats->damaged_snapshots.push_back(checked->message);
       continue;
     }
-    for (const store::v1::LogRecord& record : records) {
-      if (absl::Status s = store.Replay(record); !s.ok()) {
-        return absl::DataLossError(absl::StrCat("snapshot ", path, ": ", s.message()));
-      }
+    uint64_t tasks = 0;
+    absl::StatusOr<LogReadResult> applied =
+        ReadSnapshot(path, [&](const store::v1::LogRecord& record) {
+          ++tasks;
+          return store.Replay(record);
+        });
+    if (!applied.ok()) return applied.status();
+    if (applied->end != LogReadResult::kClean) {
+      return absl::DataLossError(
+          absl::StrCat("snapshot ", path, " changed while it was read: ", applied->message));
     }
+    stats->snapshot_tasks = tasks;
     stats->snapshot_lsn = it->lsn;
-    stats->snapshot_tasks = records.size();
     return it->lsn;
   }
   return 0;

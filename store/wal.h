@@ -55,6 +55,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "store/file.h"
+#include "store/log_reader.h"
 #include "store/log_writer.h"
 #include "store/task_log.h"
 #include "store/task_store.h"
@@ -145,6 +146,10 @@ class Wal final : public TaskLog {
   // The directory's files named <prefix><digits><suffix>, by LSN ascending.
   absl::StatusOr<std::vector<NumberedFile>> ListFiles(absl::string_view prefix,
                                                       absl::string_view suffix) const;
+  // Reads the snapshot at `path`, giving each record to `apply` (if not null).
+  absl::StatusOr<LogReadResult> ReadSnapshot(
+      const std::string& path,
+      const std::function<absl::Status(const store::v1::LogRecord&)>& apply);
   // Loads the newest snapshot that reads cleanly; returns its LSN (0: none).
   absl::StatusOr<uint64_t> LoadSnapshot(TaskStore& store, RecoveryStats* stats);
   void RunSnapshots() ABSL_LOCKS_EXCLUDED(mu_);
