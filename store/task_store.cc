@@ -85,6 +85,7 @@ struct TaskStore::Record {
   int32_t attempts = 0;
   absl::Time due_time;
   absl::Time first_due_time;  // as answered to Schedule: a repeat gets the same answer
+  uint64_t put_lsn = 0;       // of the Schedule's record (0 after recovery: durable)
   absl::Time create_time;
   absl::Time lease_expire_time;
   absl::Time finish_time;
@@ -296,6 +297,8 @@ absl::StatusOr<ScheduleResult> TaskStore::Schedule(NewTask task, uint64_t* lsn) 
                              : std::string("a different payload"),
                          "; choose another task_id or repeat the original request"));
       }
+      // Answered no sooner than the original: its put may not be durable yet.
+      if (lsn != nullptr && existing->put_lsn > 0) *lsn = existing->put_lsn;
       return ScheduleResult{existing->task_id, existing->first_due_time, /*created=*/false};
     }
   } else {
@@ -317,8 +320,8 @@ absl::StatusOr<ScheduleResult> TaskStore::Schedule(NewTask task, uint64_t* lsn) 
   if (log_ != nullptr) {
     store::v1::LogRecord record;
     PutToProtoLocked(*r, record.mutable_put());
-    const uint64_t put_lsn = LogLocked(record);
-    if (lsn != nullptr) *lsn = put_lsn;
+    r->put_lsn = LogLocked(record);
+    if (lsn != nullptr) *lsn = r->put_lsn;
   }
   return ScheduleResult{r->task_id, r->due_time, /*created=*/true};
 }
@@ -604,6 +607,7 @@ bool TaskStore::SnapshotChunk(size_t* cursor, size_t max_tasks,
                               std::vector<store::v1::LogRecord>* out) {
   absl::MutexLock lock(&mu_);
   size_t taken = 0;
+  max_tasks = std::max<size_t>(max_tasks, 1);
   while (*cursor < slots_.size() && taken < max_tasks) {
     const Record* r = slots_[(*cursor)++].get();
     if (r == nullptr) continue;

@@ -25,8 +25,10 @@
 //
 // Every state change is made by one of the public mutators below under mu_, in O(1) (Lease: O(n)
 // in the tasks it hands out), and is one LogRecord appended to the TaskLog, if the store has one.
-// A mutator's `lsn` out-parameter (when not null) receives the sequence number of its last record
-// (0 when it made no change): the caller answers its client once the log says it is durable. The
+// A mutator's `lsn` out-parameter (when not null) receives the sequence number of its last record;
+// it is left untouched when the call made no change, except that an idempotent repeat of Schedule
+// gets the original's record, so that it is answered no sooner than the original. The caller
+// answers its client once the log says that LSN is durable. The
 // one change that is not logged is SCHEDULED -> READY, which recovery derives from the due time.
 // Recovery replays records with Replay() and then calls FinishRecovery(), which arms every timer.
 //

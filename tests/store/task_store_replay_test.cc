@@ -395,16 +395,19 @@ TEST_F(TaskStoreLogTest, ScheduleEmitsOnePutWithEveryField) {
   EXPECT_EQ(second.put().state().due_time_unix_nanos(), absl::ToUnixNanos(clock_.Now()));
   EXPECT_EQ(second.put().payload_fingerprint(), put.payload_fingerprint());  // same payload
 
-  // An idempotent repeat: answered, nothing logged.
+  // An idempotent repeat: nothing logged, and answered with the original's put, so that it is
+  // not acknowledged before the original is durable.
   lsn = 0;
   absl::StatusOr<ScheduleResult> repeat = store_.Schedule(task, &lsn);
   ASSERT_TRUE(repeat.ok()) << repeat.status();
   EXPECT_FALSE(repeat->created);
-  EXPECT_EQ(lsn, 0u);
+  ASSERT_NE(lsn, 0u);
+  EXPECT_EQ(log_.At(lsn).put().task_id(), task.task_id);
   EXPECT_EQ(log_.last_lsn(), 2u);
 
   // ALREADY_EXISTS: nothing logged.
   task.payload = "other";
+  lsn = 0;
   EXPECT_EQ(store_.Schedule(task, &lsn).status().code(), absl::StatusCode::kAlreadyExists);
   EXPECT_EQ(lsn, 0u);
   EXPECT_EQ(log_.last_lsn(), 2u);
@@ -899,11 +902,15 @@ class ReplayRun {
         ASSERT_TRUE(result.ok()) << result.status();
         EXPECT_FALSE(result->created);
         EXPECT_EQ(result->due_time, existing->second.first_due_time);
+        // Nothing logged; answered with the original put's LSN (no sooner than the original).
+        EXPECT_EQ(log_.last_lsn(), before);
+        ASSERT_NE(lsn, 0u);
+        EXPECT_EQ(log_.At(lsn).put().task_id(), task.task_id);
         ++stats["schedule_repeat"];
-      } else {
-        EXPECT_EQ(result.status().code(), absl::StatusCode::kAlreadyExists) << result.status();
-        ++stats["schedule_already_exists"];
+        return;
       }
+      EXPECT_EQ(result.status().code(), absl::StatusCode::kAlreadyExists) << result.status();
+      ++stats["schedule_already_exists"];
       ExpectNothingLogged(before, lsn);
       return;
     }
