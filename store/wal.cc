@@ -201,10 +201,16 @@ absl::StatusOr<RecoveryStats> Wal::Recover(TaskStore& store) {
                          ": a torn record is only possible at the end of the last segment "
                          "(start with --skip_corrupt_log to drop it and keep the rest)"));
       }
-      // What a crash in the middle of a write leaves: cut it off so that the file ends cleanly.
-      if (absl::Status s = options_.fs->Truncate(path, result.valid_end_offset); !s.ok()) return s;
       ++stats.torn_tails;
       stats.torn_bytes += result.torn_bytes;
+    }
+    if (last || result.end == LogReadResult::kTornTail) {
+      // Cut a torn tail off (what a crash in the middle of a write leaves), and make what was
+      // replayed durable (Truncate syncs): after a kill -9 the last segment may end in records
+      // that reached the operating system but were never synced. They were replayed, so the
+      // state built on them, and answered from, must survive a later power loss too; and a
+      // segment that is no longer the last must never end torn.
+      if (absl::Status s = options_.fs->Truncate(path, result.valid_end_offset); !s.ok()) return s;
     }
   }
   // A snapshot may cover records that the log lost in a crash (it is taken from the store, ahead
