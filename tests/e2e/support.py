@@ -228,6 +228,7 @@ class Server:
             *extra_args,
         ]
         self.process = None
+        self.killed = False
         self.log_lines = []
         self.started_event = None
         self._started = threading.Event()
@@ -360,9 +361,28 @@ class Server:
         return code
 
     def kill(self):
-        if self.process is not None and self.process.poll() is None:
+        """SIGKILL (`kill -9`): a crash, not a shutdown. Returns the exit code.
+
+        The channels of client() are closed; a killed server is not stopped again by the
+        fixtures (its exit code is not 0).
+        """
+        self.killed = True
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
             self.process.kill()
-            self.process.wait()
+        code = self.process.wait()
+        if self._reader is not None:
+            self._reader.join(5)
+        self._close_clients()
+        return code
+
+    def event(self, name):
+        """The first logged JSON event called `name` (e.g. "recovered"), or None."""
+        for event in self.log_events():
+            if event.get("event") == name:
+                return event
+        return None
 
 
 def _port_of(address):
