@@ -9,7 +9,6 @@ import threading
 import time
 
 import grpc
-import pytest
 from google.protobuf import descriptor_pb2
 
 from support import (
@@ -294,10 +293,6 @@ def test_sigterm_drains_and_exits_zero(start_server):
     assert elapsed <= grace_s + 1, f"took {elapsed:.1f} s to exit with --shutdown_grace={grace_s}s"
 
 
-@pytest.mark.xfail(
-    reason="durability is not built yet: the server keeps tasks in memory (see --help of --data_dir)",
-    strict=False,
-)
 def test_restart_keeps_tasks(start_server, work_dir):
     # What was acknowledged survives a SIGTERM and a restart on the same --data_dir.
     data_dir = os.path.join(work_dir, "restart-data")
