@@ -265,6 +265,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
       .Int("torn_tails_truncated", static_cast<int64_t>(recovered->torn_tails))
       .Int("torn_bytes", static_cast<int64_t>(recovered->torn_bytes))
       .Int("skipped_bytes", static_cast<int64_t>(recovered->skipped_bytes))
+      .Int("missing_records", static_cast<int64_t>(recovered->missing_records))
       .Dur("seconds", recovered->duration);
   for (const std::string& damaged : recovered->damaged_snapshots) {
     LogWarning("snapshot_skipped").Str("reason", damaged).Str("action", "used an older one");

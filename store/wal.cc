@@ -152,7 +152,9 @@ absl::StatusOr<RecoveryStats> Wal::Recover(TaskStore& store) {
     const bool last = i + 1 == segments.size();
     const std::string path = Path(segment.name);
     if (segment.lsn > next_lsn && options_.skip_corruption) {
-      // Records skipped as corrupt in the segment before: numbering resumes at this one.
+      // Records skipped as corrupt in the segment before, or a missing segment: numbering
+      // resumes at this one.
+      stats.missing_records += segment.lsn - next_lsn;
       next_lsn = segment.lsn;
     }
     if (segment.lsn != next_lsn) {
@@ -195,16 +197,20 @@ absl::StatusOr<RecoveryStats> Wal::Recover(TaskStore& store) {
                                        "records and keep the rest)"));
     }
     if (result.end == LogReadResult::kTornTail) {
-      if (!last && !options_.skip_corruption) {
+      if (last) {
+        ++stats.torn_tails;
+        stats.torn_bytes += result.torn_bytes;
+      } else if (options_.skip_corruption) {
+        stats.skipped_bytes += result.torn_bytes;  // corruption: a crash tears only the end
+      } else {
         return absl::DataLossError(
             absl::StrCat(result.message,
                          ": a torn record is only possible at the end of the last segment "
                          "(start with --skip_corrupt_log to drop it and keep the rest)"));
       }
-      ++stats.torn_tails;
-      stats.torn_bytes += result.torn_bytes;
     }
-    if (last || result.end == LogReadResult::kTornTail) {
+    stats.log_bytes += result.valid_end_offset;
+    if (last) {
       // Cut a torn tail off (what a crash in the middle of a write leaves), and make what was
       // replayed durable (Truncate syncs): after a kill -9 the last segment may end in records
       // that reached the operating system but were never synced. They were replayed, so the
@@ -217,9 +223,14 @@ absl::StatusOr<RecoveryStats> Wal::Recover(TaskStore& store) {
   // of the log); numbering goes on after both.
   next_lsn = std::max(next_lsn, *snapshot_lsn + 1);
   stats.next_lsn = next_lsn;
+  // Damage that was skipped stays in the files: a snapshot right after the start retires them,
+  // so that the next start (without --skip_corrupt_log) finds a clean directory.
+  snapshot_at_start_ = stats.skipped_bytes > 0 || stats.missing_records > 0;
   {
     absl::MutexLock lock(&mu_);
     last_lsn_ = durable_lsn_ = next_lsn - 1;
+    // The log since the last snapshot counts towards the next one, across restarts.
+    bytes_since_snapshot_ = stats.log_bytes;
   }
   stats.duration = absl::Now() - start;
   return stats;
@@ -251,11 +262,20 @@ absl::Status Wal::StartWriting() {
     first_lsn = last_lsn_ + 1;
   }
   if (absl::Status s = OpenSegment(first_lsn); !s.ok()) return s;
-  absl::MutexLock lock(&mu_);
-  writing_ = true;
-  thread_ = std::thread([this] { Run(); });
-  if (options_.snapshot_bytes > 0 && store_ != nullptr) {
-    snapshot_thread_ = std::thread([this] { RunSnapshots(); });
+  {
+    absl::MutexLock lock(&mu_);
+    writing_ = true;
+    thread_ = std::thread([this] { Run(); });
+    if (options_.snapshot_bytes > 0 && store_ != nullptr) {
+      snapshot_thread_ = std::thread([this] { RunSnapshots(); });
+    }
+  }
+  if (snapshot_at_start_ && store_ != nullptr) {
+    if (absl::Status s = Snapshot(); !s.ok()) {
+      return absl::Status(s.code(), absl::StrCat("writing the snapshot that retires the skipped "
+                                                 "corruption: ",
+                                                 s.message()));
+    }
   }
   return absl::OkStatus();
 }

@@ -77,12 +77,14 @@ class WalObserver {
 };
 
 struct RecoveryStats {
-  uint64_t records = 0;        // replayed
-  uint64_t segments = 0;       // read
-  uint64_t torn_tails = 0;     // truncated (0 or 1)
-  uint64_t torn_bytes = 0;     // cut off by the truncation
-  uint64_t skipped_bytes = 0;  // skipped as corrupt (Options::skip_corruption only)
-  uint64_t snapshot_lsn = 0;   // of the snapshot loaded; 0: none
+  uint64_t records = 0;          // replayed
+  uint64_t segments = 0;         // read
+  uint64_t torn_tails = 0;       // truncated (0 or 1)
+  uint64_t torn_bytes = 0;       // cut off by the truncation
+  uint64_t skipped_bytes = 0;    // skipped as corrupt (Options::skip_corruption only)
+  uint64_t missing_records = 0;  // numbers skipped over (Options::skip_corruption only)
+  uint64_t log_bytes = 0;        // of the segments replayed
+  uint64_t snapshot_lsn = 0;     // of the snapshot loaded; 0: none
   uint64_t snapshot_tasks = 0;
   // Snapshots passed over because they did not read cleanly (newer than the one loaded).
   std::vector<std::string> damaged_snapshots;
@@ -179,8 +181,9 @@ class Wal final : public TaskLog {
   uint64_t last_snapshot_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   bool snapshot_wanted_ ABSL_GUARDED_BY(mu_) = false;
   absl::CondVar snapshot_cv_;
-  TaskStore* store_ = nullptr;  // set by Recover
-  absl::Mutex snapshot_mu_;     // one snapshot at a time
+  TaskStore* store_ = nullptr;      // set by Recover
+  bool snapshot_at_start_ = false;  // set by Recover: damage was skipped
+  absl::Mutex snapshot_mu_;         // one snapshot at a time
   std::thread thread_;
   std::thread snapshot_thread_;
 };
