@@ -9,7 +9,7 @@
 //  - Replay() refuses records that make no sense.
 //
 // Records go through RecordingLog, which serializes and parses each one back, so what is replayed
-// is what a log file would return. Time is simulated (ReplayTestClock, FakeTimers): nothing sleeps.
+// is what a log file would return. Time is simulated (FakeClock, FakeTimers): nothing sleeps.
 #include <google/protobuf/util/message_differencer.h>
 #include <gtest/gtest.h>
 
@@ -36,6 +36,7 @@
 #include "store/task_log.h"
 #include "store/task_store.h"
 #include "tests/store/fake_timers.h"
+#include "tests/testing/fake_clock.h"
 #include "wheel/clock.h"
 
 namespace hourglass {
@@ -71,33 +72,6 @@ constexpr absl::Duration kMs = absl::Milliseconds(1);
 // 2024-01-01T00:00:00Z.
 const absl::Time kStart = absl::FromUnixSeconds(1704067200);
 constexpr std::array<absl::string_view, 3> kQueues = {"alpha", "beta", "gamma"};
-
-// A Clock whose time moves only when the test calls Advance().
-class ReplayTestClock final : public Clock {
- public:
-  explicit ReplayTestClock(absl::Time start) : start_(start) {}
-
-  absl::Time Now() override {
-    absl::MutexLock lock(&mu_);
-    return start_ + elapsed_;
-  }
-  absl::Duration Monotonic() override {
-    absl::MutexLock lock(&mu_);
-    return elapsed_;
-  }
-  // The store never waits; returning at once is a spurious wake-up, which callers tolerate.
-  void WaitUntil(absl::Mutex*, absl::CondVar*, absl::Duration) override {}
-
-  void Advance(absl::Duration d) {
-    absl::MutexLock lock(&mu_);
-    elapsed_ += d;
-  }
-
- private:
-  const absl::Time start_;
-  absl::Mutex mu_;
-  absl::Duration elapsed_ ABSL_GUARDED_BY(mu_);
-};
 
 // RecordingLog: a TaskLog that keeps every record, numbering them 1, 2, 3... Each record is
 // serialized and parsed back before it is kept (a record that does not survive the round trip
@@ -340,7 +314,7 @@ class TaskStoreLogTest : public ::testing::Test {
     EXPECT_EQ(StateView(record.update()), StateView(MustGet(task_id)));
   }
 
-  ReplayTestClock clock_{kStart};
+  FakeClock clock_{kStart};
   FakeTimers timers_;
   RecordingLog log_;
   TaskStore store_{clock_, timers_, {.retention = kRetention}, &log_};
@@ -642,7 +616,7 @@ TEST_F(TaskStoreLogTest, LeaseExpiryEmitsOneUpdateAndRetentionEndOneForget) {
 // A store without a log answers every call exactly as one with a log does (lease tokens aside,
 // which are random), and every lsn it answers is 0.
 TEST(TaskStoreWithoutLogTest, BehavesAsAStoreWithALog) {
-  ReplayTestClock clock(kStart);
+  FakeClock clock(kStart);
   FakeTimers logged_timers;
   RecordingLog log;
   TaskStore logged(clock, logged_timers, {.retention = kRetention}, &log);
@@ -1184,7 +1158,7 @@ class ReplayRun {
   static constexpr int kIdPool = 150;
 
   std::mt19937_64 rng_;
-  ReplayTestClock clock_{kStart};
+  FakeClock clock_{kStart};
   FakeTimers timers_;
   RecordingLog log_;
   TaskStore live_store_{clock_, timers_, {.retention = kRetention}, &log_};
@@ -1469,7 +1443,7 @@ TEST_F(TaskStoreLogTest, RecoveredFinishedTaskIsForgottenAtTheEndOfItsRetention)
 // outside 1..6 in a put or an update) with INVALID_ARGUMENT and without changing the store; an
 // update or forget of an unknown task is skipped with OK.
 TEST(TaskStoreReplayValidationTest, RejectsNonsenseAndSkipsUnknownTasks) {
-  ReplayTestClock clock(kStart);
+  FakeClock clock(kStart);
   RecoveredStore recovered(clock);
   TaskStore& store = recovered.store;
 

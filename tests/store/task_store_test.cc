@@ -1,7 +1,7 @@
 // Tests of TaskStore, the owner of task state: every transition of the life cycle (DESIGN.md §4),
 // every error code, and a randomized run checked against a reference model.
 //
-// Time is simulated: a test advances StoreTestClock and hands the cookies that FakeTimers finds due
+// Time is simulated: a test advances FakeClock and hands the cookies that FakeTimers finds due
 // to TaskStore::OnTimer, as the tick thread would (Tick()). Nothing here sleeps.
 #include "store/task_store.h"
 
@@ -31,6 +31,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "tests/store/fake_timers.h"
+#include "tests/testing/fake_clock.h"
 #include "wheel/clock.h"
 
 namespace hourglass {
@@ -61,35 +62,6 @@ void PrintTo(TimerOutcome::Kind kind, std::ostream* os) {
 namespace {
 
 using Kind = TimerOutcome::Kind;
-
-// A Clock whose time moves only when the test calls Advance(). Kept local rather than using
-// tests/testing's FakeClock so that the store's tests depend on nothing but the store.
-class StoreTestClock final : public Clock {
- public:
-  explicit StoreTestClock(absl::Time start) : start_(start) {}
-
-  absl::Time Now() override {
-    absl::MutexLock lock(&mu_);
-    return start_ + elapsed_;
-  }
-  absl::Duration Monotonic() override {
-    absl::MutexLock lock(&mu_);
-    return elapsed_;
-  }
-  // Simulated time never moves while a caller waits: returning at once is a spurious wake-up,
-  // which callers must tolerate. The store never waits.
-  void WaitUntil(absl::Mutex*, absl::CondVar*, absl::Duration) override {}
-
-  void Advance(absl::Duration d) {
-    absl::MutexLock lock(&mu_);
-    elapsed_ += d;
-  }
-
- private:
-  const absl::Time start_;
-  absl::Mutex mu_;
-  absl::Duration elapsed_ ABSL_GUARDED_BY(mu_);
-};
 
 constexpr absl::Duration kRetention = absl::Hours(1);
 constexpr absl::Duration kMs = absl::Milliseconds(1);
@@ -170,7 +142,7 @@ class TaskStoreTest : public ::testing::Test {
     return ids;
   }
 
-  StoreTestClock clock_{kStart};
+  FakeClock clock_{kStart};
   FakeTimers timers_;
   TaskStore store_{clock_, timers_, {.retention = kRetention}};
 };
@@ -1100,7 +1072,7 @@ absl::Duration ModelBackoff(const RetryPolicy& policy, int32_t failed_attempts) 
 
 class ReferenceModelRun {
  public:
-  ReferenceModelRun(StoreTestClock& clock, FakeTimers& timers, TaskStore& store,
+  ReferenceModelRun(FakeClock& clock, FakeTimers& timers, TaskStore& store,
                     absl::Duration retention, uint64_t seed)
       : clock_(clock), timers_(timers), store_(store), retention_(retention), rng_(seed) {}
 
@@ -1510,7 +1482,7 @@ class ReferenceModelRun {
     EXPECT_EQ(timers_.size(), expected_timers);
   }
 
-  StoreTestClock& clock_;
+  FakeClock& clock_;
   FakeTimers& timers_;
   TaskStore& store_;
   const absl::Duration retention_;

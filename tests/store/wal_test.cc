@@ -16,7 +16,7 @@
 // Files live in a FakeFileSystem (one smoke test uses PosixFileSystem in a temporary directory).
 // Tests that need the writer thread at a known point reach the files through ProcessFs, which can
 // hold each group commit after its data is written and before it is synced until the test lets it
-// go, and which simulates the crash of one server process. Time is simulated (WalTestClock,
+// go, and which simulates the crash of one server process. Time is simulated (FakeClock,
 // FakeTimers): nothing sleeps.
 #include "store/wal.h"
 
@@ -55,6 +55,7 @@
 #include "store/task_log.h"
 #include "store/task_store.h"
 #include "tests/store/fake_timers.h"
+#include "tests/testing/fake_clock.h"
 #include "wheel/clock.h"
 
 namespace hourglass {
@@ -116,33 +117,6 @@ std::string CrashModeName(const CrashMode& mode) {
                       mode.undo_unsynced_dir_ops ? ", directory ops undone" : "", ", seed ",
                       mode.seed, "}");
 }
-
-// A Clock whose time moves only when the test calls Advance().
-class WalTestClock final : public Clock {
- public:
-  explicit WalTestClock(absl::Time start) : start_(start) {}
-
-  absl::Time Now() override {
-    absl::MutexLock lock(&mu_);
-    return start_ + elapsed_;
-  }
-  absl::Duration Monotonic() override {
-    absl::MutexLock lock(&mu_);
-    return elapsed_;
-  }
-  // The store never waits; returning at once is a spurious wake-up, which callers tolerate.
-  void WaitUntil(absl::Mutex*, absl::CondVar*, absl::Duration) override {}
-
-  void Advance(absl::Duration d) {
-    absl::MutexLock lock(&mu_);
-    elapsed_ += d;
-  }
-
- private:
-  const absl::Time start_;
-  absl::Mutex mu_;
-  absl::Duration elapsed_ ABSL_GUARDED_BY(mu_);
-};
 
 // ProcessFs: the files as one server process sees them, over a FakeFileSystem (the disk) shared by
 // every process of a test.
@@ -580,7 +554,7 @@ std::map<std::string, std::string> Contents(TaskStore& store) {
 // passing of time with the timers it fires. Deterministic for a seed.
 class Workload {
  public:
-  Workload(uint64_t seed, WalTestClock& clock) : rng_(seed), clock_(clock) {}
+  Workload(uint64_t seed, FakeClock& clock) : rng_(seed), clock_(clock) {}
 
   // One operation; returns the LSN a client would wait for (0: none, e.g. a refused call, or the
   // passing of time, whose changes no client waits for).
@@ -681,7 +655,7 @@ class Workload {
   }
 
   std::mt19937_64 rng_;
-  WalTestClock& clock_;
+  FakeClock& clock_;
   int next_id_ = 0;
   std::vector<std::string> ids_;
   std::map<std::string, std::string> payloads_;
@@ -703,7 +677,7 @@ class WalTest : public ::testing::Test {
     return wal.Recover(recovered.store);
   }
 
-  WalTestClock clock_{kStart};
+  FakeClock clock_{kStart};
   FakeFileSystem disk_;
 };
 
@@ -1324,7 +1298,7 @@ TEST_F(WalTest, PosixFileSystemSmoke) {
 void CommitUntilFatal(const std::function<void(FakeFileSystem&)>& inject,
                       const CrashMode& crash_mode, bool sync = true) {
   FakeFileSystem disk;
-  WalTestClock clock(kStart);
+  FakeClock clock(kStart);
   std::atomic<int> acknowledged{0};
   Wal::Options options = OptionsFor(disk, {.sync = sync});
   options.on_fatal = [&](const absl::Status& status) {
@@ -1564,7 +1538,7 @@ int RunModel(uint64_t seed, const ModelOptions& options) {
   SCOPED_TRACE(absl::StrCat("seed ", seed));
   std::mt19937_64 rng(seed);
   auto uniform = [&rng](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
-  WalTestClock clock(kStart);
+  FakeClock clock(kStart);
   FakeFileSystem disk;
   HistoryLog history;
   Workload workload(seed * 7919 + 1, clock);
