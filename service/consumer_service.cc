@@ -1,5 +1,7 @@
 #include "service/consumer_service.h"
 
+#include <algorithm>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -96,11 +98,32 @@ grpc::ServerUnaryReactor* ConsumerServiceImpl::Lease(grpc::CallbackServerContext
 grpc::ServerUnaryReactor* ConsumerServiceImpl::Ack(grpc::CallbackServerContext* ctx,
                                                    const v1::AckRequest* request,
                                                    v1::AckResponse* /*response*/) {
-  return RunUnary(context_, kService, "Ack", ctx, [&](uint64_t* lsn) -> absl::Status {
-    if (absl::Status s = ValidateTaskId(request->task_id()); !s.ok()) return s;
-    absl::StatusOr<TaskInfo> info = store_.Ack(request->task_id(), request->lease_token(), lsn);
-    if (!info.ok()) return info.status();
-    context_.metrics.Delivered(info->queue, Metrics::Outcome::kSucceeded);
+  return RunUnary(context_, kService, "Ack", ctx,
+                  [&](uint64_t* lsn) { return DoAck(*request, lsn); });
+}
+
+absl::Status ConsumerServiceImpl::DoAck(const v1::AckRequest& request, uint64_t* lsn) {
+  if (absl::Status s = ValidateTaskId(request.task_id()); !s.ok()) return s;
+  absl::StatusOr<TaskInfo> info = store_.Ack(request.task_id(), request.lease_token(), lsn);
+  if (!info.ok()) return info.status();
+  context_.metrics.Delivered(info->queue, Metrics::Outcome::kSucceeded);
+  return absl::OkStatus();
+}
+
+grpc::ServerUnaryReactor* ConsumerServiceImpl::AckBatch(grpc::CallbackServerContext* ctx,
+                                                        const v1::AckBatchRequest* request,
+                                                        v1::AckBatchResponse* response) {
+  return RunUnary(context_, kService, "AckBatch", ctx, [&](uint64_t* lsn) -> absl::Status {
+    if (absl::Status s = ValidateBatchSize("acks", request->acks_size()); !s.ok()) return s;
+    // One group commit covers the batch: it is answered once the last record is durable.
+    for (const v1::AckRequest& ack : request->acks()) {
+      v1::AckResult* result = response->add_results();
+      uint64_t item_lsn = 0;
+      const absl::Status status = DoAck(ack, &item_lsn);
+      result->set_code(static_cast<int32_t>(status.code()));
+      if (!status.ok()) result->set_message(std::string(status.message()));
+      *lsn = std::max(*lsn, item_lsn);
+    }
     return absl::OkStatus();
   });
 }

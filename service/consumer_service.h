@@ -29,9 +29,15 @@ class ConsumerServiceImpl final : public v1::ConsumerService::CallbackService {
   grpc::ServerUnaryReactor* ExtendLease(grpc::CallbackServerContext* ctx,
                                         const v1::ExtendLeaseRequest* request,
                                         v1::ExtendLeaseResponse* response) override;
+  grpc::ServerUnaryReactor* AckBatch(grpc::CallbackServerContext* ctx,
+                                     const v1::AckBatchRequest* request,
+                                     v1::AckBatchResponse* response) override;
 
  private:
   class LeaseCall;
+
+  // One Ack: sets *lsn to its record.
+  absl::Status DoAck(const v1::AckRequest& request, uint64_t* lsn);
 
   // Constant after construction.
   RpcContext& context_;

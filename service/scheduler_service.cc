@@ -1,5 +1,7 @@
 #include "service/scheduler_service.h"
 
+#include <algorithm>
+#include <string>
 #include <utility>
 
 #include "service/logging.h"
@@ -36,6 +38,30 @@ grpc::ServerUnaryReactor* SchedulerServiceImpl::Reschedule(grpc::CallbackServerC
                                                            v1::RescheduleResponse* response) {
   return RunUnary(context_, kService, "Reschedule", ctx,
                   [&](uint64_t* lsn) { return DoReschedule(*request, response, lsn); });
+}
+
+grpc::ServerUnaryReactor* SchedulerServiceImpl::ScheduleBatch(
+    grpc::CallbackServerContext* ctx, const v1::ScheduleBatchRequest* request,
+    v1::ScheduleBatchResponse* response) {
+  return RunUnary(context_, kService, "ScheduleBatch", ctx, [&](uint64_t* lsn) -> absl::Status {
+    if (absl::Status s = ValidateBatchSize("requests", request->requests_size()); !s.ok()) {
+      return s;
+    }
+    // Every item is its own Schedule; the batch is answered once the last record is durable, so
+    // one group commit covers them all.
+    for (const v1::ScheduleRequest& item : request->requests()) {
+      v1::ScheduleResult* result = response->add_results();
+      uint64_t item_lsn = 0;
+      const absl::Status status = DoSchedule(item, result->mutable_response(), &item_lsn);
+      result->set_code(static_cast<int32_t>(status.code()));
+      if (!status.ok()) {
+        result->set_message(std::string(status.message()));
+        result->clear_response();
+      }
+      *lsn = std::max(*lsn, item_lsn);
+    }
+    return absl::OkStatus();
+  });
 }
 
 absl::Status SchedulerServiceImpl::DoSchedule(const v1::ScheduleRequest& request,

@@ -28,6 +28,9 @@ class SchedulerServiceImpl final : public v1::SchedulerService::CallbackService 
   grpc::ServerUnaryReactor* Reschedule(grpc::CallbackServerContext* ctx,
                                        const v1::RescheduleRequest* request,
                                        v1::RescheduleResponse* response) override;
+  grpc::ServerUnaryReactor* ScheduleBatch(grpc::CallbackServerContext* ctx,
+                                          const v1::ScheduleBatchRequest* request,
+                                          v1::ScheduleBatchResponse* response) override;
 
  private:
   // Each Do* sets *lsn to the log record of its change, if it made one.

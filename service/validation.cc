@@ -145,6 +145,13 @@ absl::StatusOr<std::string> ValidateQueue(absl::string_view queue) {
   return std::string(queue);
 }
 
+absl::Status ValidateBatchSize(absl::string_view field, int size) {
+  if (size < 1 || size > kMaxBatchItems) {
+    return Invalid(absl::StrCat(field, " must have 1 to ", kMaxBatchItems, " entries, got ", size));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateTaskId(absl::string_view task_id) {
   if (task_id.empty()) return Invalid("task_id must not be empty");
   if (task_id.size() > kMaxTaskIdBytes) {

@@ -34,6 +34,10 @@ inline constexpr size_t kMaxHeaderKeyBytes = 256;
 inline constexpr size_t kMaxHeaderValueBytes = 4096;
 inline constexpr size_t kMaxErrorBytes = 4096;
 inline constexpr int kMaxLeaseTasks = 1000;
+inline constexpr int kMaxBatchItems = 1000;
+
+// A batch's length: 1 to kMaxBatchItems (`field` names it in the message).
+absl::Status ValidateBatchSize(absl::string_view field, int size);
 inline constexpr int32_t kMaxAttemptsLimit = 1000;
 inline const absl::Duration kDefaultLeaseDuration = absl::Seconds(30);
 inline const absl::Duration kMinLeaseDuration = absl::Seconds(1);

@@ -1516,5 +1516,103 @@ TEST(ServerDeathTest, MaxDelayScheduleAfterLongIdleDoesNotCrash) {
       ::testing::ExitedWithCode(0), "");
 }
 
+// ScheduleBatch answers each item like its own Schedule, in order: good items are scheduled,
+// a bad or conflicting item gets its own code and message, and the batch itself succeeds.
+TEST_F(ServerTest, ScheduleBatchAnswersEveryItemInOrder) {
+  ScheduleIn("taken", absl::Seconds(5));
+  v1::ScheduleBatchRequest batch;
+  for (const char* id : {"b-1", "b-2"}) {
+    v1::ScheduleRequest* item = batch.add_requests();
+    item->set_queue("q");
+    item->set_task_id(id);
+    item->set_payload(id);
+    *item->mutable_delay() = ToProto(absl::Seconds(5));
+  }
+  batch.add_requests()->set_queue("bad queue");  // INVALID_ARGUMENT
+  v1::ScheduleRequest* conflict = batch.add_requests();
+  conflict->set_queue("q");
+  conflict->set_task_id("taken");
+  conflict->set_payload("another payload");  // ALREADY_EXISTS
+  v1::ScheduleRequest* repeat = batch.add_requests();
+  *repeat = batch.requests(0);  // an idempotent repeat inside the batch
+
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  v1::ScheduleBatchResponse response;
+  ASSERT_TRUE(scheduler_->ScheduleBatch(&context, batch, &response).ok());
+  ASSERT_EQ(response.results_size(), 5);
+  EXPECT_EQ(response.results(0).code(), 0);
+  EXPECT_EQ(response.results(0).response().task_id(), "b-1");
+  EXPECT_EQ(TimeOf(response.results(0).response().due_time()), kStart + absl::Seconds(5));
+  EXPECT_EQ(response.results(1).code(), 0);
+  EXPECT_EQ(response.results(1).response().task_id(), "b-2");
+  EXPECT_EQ(response.results(2).code(), static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT));
+  EXPECT_THAT(response.results(2).message(), HasSubstr("queue"));
+  EXPECT_FALSE(response.results(2).has_response());
+  EXPECT_EQ(response.results(3).code(), static_cast<int>(grpc::StatusCode::ALREADY_EXISTS));
+  EXPECT_EQ(response.results(4).code(), 0);
+  EXPECT_EQ(response.results(4).response().task_id(), "b-1");
+  EXPECT_EQ(Status("b-1").state(), v1::TASK_STATE_SCHEDULED);
+  EXPECT_EQ(Status("b-2").state(), v1::TASK_STATE_SCHEDULED);
+}
+
+// An empty batch, or one over 1000 items, is INVALID_ARGUMENT naming the field and the limit.
+TEST_F(ServerTest, BatchesOutsideTheirLimitsAreInvalid) {
+  v1::ScheduleBatchRequest empty;
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  v1::ScheduleBatchResponse response;
+  grpc::Status status = scheduler_->ScheduleBatch(&context, empty, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("requests must have 1 to 1000 entries, got 0"));
+
+  v1::AckBatchRequest too_long;
+  for (int i = 0; i < 1001; ++i) too_long.add_acks()->set_task_id("x");
+  grpc::ClientContext ack_context;
+  SetDeadline(&ack_context);
+  v1::AckBatchResponse ack_response;
+  status = consumer_->AckBatch(&ack_context, too_long, &ack_response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("acks must have 1 to 1000 entries, got 1001"));
+}
+
+// AckBatch acknowledges what it leased in one call; a stale token or unknown id gets its own code.
+TEST_F(ServerTest, AckBatchAcknowledgesEachItem) {
+  ScheduleIn("a-1", absl::ZeroDuration());
+  ScheduleIn("a-2", absl::ZeroDuration());
+  ASSERT_TRUE(EventuallyState("a-1", v1::TASK_STATE_READY));
+  ASSERT_TRUE(EventuallyState("a-2", v1::TASK_STATE_READY));
+  v1::LeaseRequest lease;
+  lease.set_queue("q");
+  lease.set_max_tasks(10);
+  v1::LeaseResponse leased;
+  ASSERT_TRUE(Lease(lease, &leased).ok());
+  ASSERT_EQ(leased.tasks_size(), 2);
+
+  v1::AckBatchRequest batch;
+  for (const v1::LeasedTask& task : leased.tasks()) {
+    v1::AckRequest* ack = batch.add_acks();
+    ack->set_task_id(task.task_id());
+    ack->set_lease_token(task.lease_token());
+  }
+  v1::AckRequest* stale = batch.add_acks();
+  stale->set_task_id(leased.tasks(0).task_id());
+  stale->set_lease_token("not-the-token");
+  batch.add_acks()->set_task_id("nobody");
+
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  v1::AckBatchResponse response;
+  ASSERT_TRUE(consumer_->AckBatch(&context, batch, &response).ok());
+  ASSERT_EQ(response.results_size(), 4);
+  EXPECT_EQ(response.results(0).code(), 0);
+  EXPECT_EQ(response.results(1).code(), 0);
+  EXPECT_EQ(response.results(2).code(), static_cast<int>(grpc::StatusCode::FAILED_PRECONDITION));
+  EXPECT_EQ(response.results(3).code(), static_cast<int>(grpc::StatusCode::NOT_FOUND));
+  EXPECT_THAT(response.results(3).message(), HasSubstr("nobody"));
+  EXPECT_EQ(Status("a-1").state(), v1::TASK_STATE_SUCCEEDED);
+  EXPECT_EQ(Status("a-2").state(), v1::TASK_STATE_SUCCEEDED);
+}
+
 }  // namespace
 }  // namespace hourglass
