@@ -50,7 +50,11 @@ ABSL_FLAG(int, payload_bytes, 100, "schedule/batch/cycle: payload size of each t
 ABSL_FLAG(double, delay_seconds, 3600,
           "schedule/batch: delay of each scheduled task, so tasks stay pending and never fire "
           "during the run.");
-ABSL_FLAG(int, producers, 4, "cycle: producer threads, each with one unary Schedule in flight.");
+ABSL_FLAG(int, producers, 4,
+          "cycle: producer threads, each with one call in flight (unary Schedule, or ScheduleBatch "
+          "when --producer_batch > 1).");
+ABSL_FLAG(int, producer_batch, 1,
+          "cycle: tasks per producer call; 1 means unary Schedule, more means ScheduleBatch.");
 ABSL_FLAG(int, consumers, 4,
           "cycle/lateness: consumer threads, each long-polling Lease then AckBatch of what it got.");
 ABSL_FLAG(int, lease_max, 100, "cycle/lateness: max_tasks of each Lease call.");
@@ -296,16 +300,25 @@ int RunCycle() {
       req.set_queue(queue);
       req.set_payload(std::string(static_cast<size_t>(absl::GetFlag(FLAGS_payload_bytes)), 'x'));
       req.mutable_delay();  // due now
+      const int per_call = std::clamp(absl::GetFlag(FLAGS_producer_batch), 1, 1000);
+      hv1::ScheduleBatchRequest batch;
+      for (int i = 0; i < per_call; ++i) *batch.add_requests() = req;
       while (absl::Now() < deadline) {
         grpc::ClientContext ctx;
         ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
-        hv1::ScheduleResponse resp;
-        grpc::Status st = stub->Schedule(&ctx, req, &resp);
-        if (st.ok()) {
-          scheduled.fetch_add(1, std::memory_order_relaxed);
+        grpc::Status st;
+        int64_t ok = 0;
+        if (per_call == 1) {
+          hv1::ScheduleResponse resp;
+          st = stub->Schedule(&ctx, req, &resp);
+          ok = st.ok() ? 1 : 0;
         } else {
-          errors.fetch_add(1, std::memory_order_relaxed);
+          hv1::ScheduleBatchResponse resp;
+          st = stub->ScheduleBatch(&ctx, batch, &resp);
+          for (const auto& r : resp.results()) ok += r.code() == 0;
         }
+        scheduled.fetch_add(ok, std::memory_order_relaxed);
+        if (!st.ok() || ok < per_call) errors.fetch_add(st.ok() ? per_call - ok : 1);
       }
     });
   }
@@ -318,8 +331,9 @@ int RunCycle() {
   stop.store(true);
   for (auto& t : threads) t.join();
   std::printf(
-      "mode=cycle producers=%d consumers=%d cycles_per_s=%.0f scheduled_per_s=%.0f errors=%lld\n",
-      producers, consumers, static_cast<double>(acked.load()) / seconds,
+      "mode=cycle producers=%d producer_batch=%d consumers=%d cycles_per_s=%.0f scheduled_per_s=%.0f errors=%lld\n",
+      producers, absl::GetFlag(FLAGS_producer_batch), consumers,
+      static_cast<double>(acked.load()) / seconds,
       static_cast<double>(scheduled.load()) / seconds, static_cast<long long>(errors.load()));
   return 0;
 }
