@@ -36,11 +36,12 @@
 
 ABSL_FLAG(std::string, address, "127.0.0.1:7070",
           "host:port of the running hourglass server's gRPC endpoint.");
-ABSL_FLAG(std::string, mode, "schedule",
-          "Workload: schedule (unary Schedule, --inflight calls in flight), batch (ScheduleBatch of "
-          "--batch_size tasks, --inflight calls in flight), cycle (schedule -> lease -> AckBatch with "
-          "--producers and --consumers threads), lateness (--rate tasks/s due 1-2 s ahead, "
-          "--consumers long-polling consumers measure receive time - due time).");
+ABSL_FLAG(
+    std::string, mode, "schedule",
+    "Workload: schedule (unary Schedule, --inflight calls in flight), batch (ScheduleBatch of "
+    "--batch_size tasks, --inflight calls in flight), cycle (schedule -> lease -> AckBatch with "
+    "--producers and --consumers threads), lateness (--rate tasks/s due 1-2 s ahead, "
+    "--consumers long-polling consumers measure receive time - due time).");
 ABSL_FLAG(double, seconds, 5.0, "How long each run generates load, in seconds.");
 ABSL_FLAG(std::vector<std::string>, inflight, std::vector<std::string>{"8"},
           "schedule/batch: calls kept in flight by one client thread; a comma list (e.g. 1,8,64) "
@@ -55,8 +56,9 @@ ABSL_FLAG(int, producers, 4,
           "when --producer_batch > 1).");
 ABSL_FLAG(int, producer_batch, 1,
           "cycle: tasks per producer call; 1 means unary Schedule, more means ScheduleBatch.");
-ABSL_FLAG(int, consumers, 4,
-          "cycle/lateness: consumer threads, each long-polling Lease then AckBatch of what it got.");
+ABSL_FLAG(
+    int, consumers, 4,
+    "cycle/lateness: consumer threads, each long-polling Lease then AckBatch of what it got.");
 ABSL_FLAG(int, lease_max, 100, "cycle/lateness: max_tasks of each Lease call.");
 ABSL_FLAG(double, lease_wait_seconds, 1.0, "cycle/lateness: wait (long poll) of each Lease call.");
 ABSL_FLAG(int, rate, 20000, "lateness: tasks scheduled per second (sent as a batch every 1 ms).");
@@ -97,8 +99,8 @@ std::shared_ptr<grpc::Channel> NewChannel() {
   grpc::ChannelArguments args;
   // A channel of its own per caller: a separate connection rather than a shared subchannel.
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  return grpc::CreateCustomChannel(absl::GetFlag(FLAGS_address),
-                                   grpc::InsecureChannelCredentials(), args);
+  return grpc::CreateCustomChannel(absl::GetFlag(FLAGS_address), grpc::InsecureChannelCredentials(),
+                                   args);
 }
 
 bool WaitReady(const std::shared_ptr<grpc::Channel>& ch) {
@@ -108,7 +110,8 @@ bool WaitReady(const std::shared_ptr<grpc::Channel>& ch) {
   return false;
 }
 
-// ---- closed loop: N calls in flight from the callback API ----------------------------------------
+// ---- closed loop: N calls in flight from the callback API
+// ----------------------------------------
 
 struct ClosedLoop {
   // Issues one call; `done` must be run with the call's status and the number of items it
@@ -205,10 +208,9 @@ int RunSchedule(bool batch) {
       loop.issue = [&](std::function<void(grpc::Status, int64_t)> done) {
         auto ctx = std::make_shared<grpc::ClientContext>();
         auto resp = std::make_shared<hv1::ScheduleResponse>();
-        stub->async()->Schedule(ctx.get(), &one, resp.get(),
-                                [ctx, resp, done = std::move(done)](grpc::Status st) {
-                                  done(st, st.ok() ? 1 : 0);
-                                });
+        stub->async()->Schedule(
+            ctx.get(), &one, resp.get(),
+            [ctx, resp, done = std::move(done)](grpc::Status st) { done(st, st.ok() ? 1 : 0); });
       };
     }
     loop.Run(n, seconds);
@@ -219,12 +221,13 @@ int RunSchedule(bool batch) {
           "p99_ms=%.3f errors=%lld\n",
           n, batch_size, static_cast<double>(loop.calls.load()) / seconds,
           static_cast<double>(loop.items.load()) / seconds, PctMs(lat, 0.5), PctMs(lat, 0.99),
-          static_cast<long long>(loop.errors.load() + (loop.calls.load() * batch_size -
-                                                       loop.items.load())));
+          static_cast<long long>(loop.errors.load() +
+                                 (loop.calls.load() * batch_size - loop.items.load())));
     } else {
-      std::printf("mode=schedule inflight=%d calls_per_s=%.0f p50_ms=%.3f p99_ms=%.3f errors=%lld\n",
-                  n, static_cast<double>(loop.calls.load()) / seconds, PctMs(lat, 0.5),
-                  PctMs(lat, 0.99), static_cast<long long>(loop.errors.load()));
+      std::printf(
+          "mode=schedule inflight=%d calls_per_s=%.0f p50_ms=%.3f p99_ms=%.3f errors=%lld\n", n,
+          static_cast<double>(loop.calls.load()) / seconds, PctMs(lat, 0.5), PctMs(lat, 0.99),
+          static_cast<long long>(loop.errors.load()));
     }
     std::fflush(stdout);
     ReportError(loop);
@@ -232,7 +235,8 @@ int RunSchedule(bool batch) {
   return 0;
 }
 
-// ---- consumers shared by cycle and lateness -------------------------------------------------------
+// ---- consumers shared by cycle and lateness
+// -------------------------------------------------------
 
 // Leases from `queue` until `stop`, acknowledges each batch with one AckBatch, and calls
 // on_leased(receive time, tasks) for each non-empty lease. Returns acknowledged tasks.
@@ -247,8 +251,8 @@ void ConsumeLoop(const std::string& queue, const std::atomic<bool>& stop, absl::
   lease.set_max_tasks(absl::GetFlag(FLAGS_lease_max));
   lease.mutable_lease_duration()->set_seconds(60);
   lease.mutable_wait()->set_seconds(absl::ToInt64Seconds(wait));
-  lease.mutable_wait()->set_nanos(
-      static_cast<int32_t>(absl::ToInt64Nanoseconds(wait - absl::Seconds(absl::ToInt64Seconds(wait)))));
+  lease.mutable_wait()->set_nanos(static_cast<int32_t>(
+      absl::ToInt64Nanoseconds(wait - absl::Seconds(absl::ToInt64Seconds(wait)))));
   while (!stop.load(std::memory_order_relaxed)) {
     grpc::ClientContext ctx;
     ctx.set_deadline(absl::ToChronoTime(absl::Now() + wait + absl::Seconds(10)));
@@ -324,17 +328,19 @@ int RunCycle() {
   }
   for (int c = 0; c < consumers; ++c) {
     threads.emplace_back([&] {
-      ConsumeLoop(queue, stop, deadline, acked, errors, [](absl::Time, const hv1::LeaseResponse&) {});
+      ConsumeLoop(queue, stop, deadline, acked, errors,
+                  [](absl::Time, const hv1::LeaseResponse&) {});
     });
   }
   absl::SleepFor(deadline - absl::Now());
   stop.store(true);
   for (auto& t : threads) t.join();
   std::printf(
-      "mode=cycle producers=%d producer_batch=%d consumers=%d cycles_per_s=%.0f scheduled_per_s=%.0f errors=%lld\n",
+      "mode=cycle producers=%d producer_batch=%d consumers=%d cycles_per_s=%.0f "
+      "scheduled_per_s=%.0f errors=%lld\n",
       producers, absl::GetFlag(FLAGS_producer_batch), consumers,
-      static_cast<double>(acked.load()) / seconds,
-      static_cast<double>(scheduled.load()) / seconds, static_cast<long long>(errors.load()));
+      static_cast<double>(acked.load()) / seconds, static_cast<double>(scheduled.load()) / seconds,
+      static_cast<long long>(errors.load()));
   return 0;
 }
 
@@ -402,26 +408,26 @@ int RunLateness() {
       max_inflight_seen = std::max<int64_t>(max_inflight_seen, inflight.fetch_add(1) + 1);
       auto ctx = std::make_shared<grpc::ClientContext>();
       auto resp = std::make_shared<hv1::ScheduleBatchResponse>();
-      stub->async()->ScheduleBatch(ctx.get(), req.get(), resp.get(),
-                                   [&, ctx, req, resp](grpc::Status st) {
-                                     if (!st.ok()) {
-                                       errors.fetch_add(1, std::memory_order_relaxed);
-                                     } else {
-                                       int64_t ok = 0;
-                                       for (const auto& r : resp->results()) ok += r.code() == 0;
-                                       scheduled.fetch_add(ok, std::memory_order_relaxed);
-                                       errors.fetch_add(resp->results_size() - ok,
-                                                        std::memory_order_relaxed);
-                                     }
-                                     absl::MutexLock l(&mu);
-                                     inflight.fetch_sub(1);
-                                   });
+      stub->async()->ScheduleBatch(
+          ctx.get(), req.get(), resp.get(), [&, ctx, req, resp](grpc::Status st) {
+            if (!st.ok()) {
+              errors.fetch_add(1, std::memory_order_relaxed);
+            } else {
+              int64_t ok = 0;
+              for (const auto& r : resp->results()) ok += r.code() == 0;
+              scheduled.fetch_add(ok, std::memory_order_relaxed);
+              errors.fetch_add(resp->results_size() - ok, std::memory_order_relaxed);
+            }
+            absl::MutexLock l(&mu);
+            inflight.fetch_sub(1);
+          });
     }
     absl::SleepFor(absl::Milliseconds(1));
   }
   {
     absl::MutexLock l(&mu);
-    mu.Await(absl::Condition(+[](std::atomic<int>* n) { return n->load() == 0; }, &inflight));
+    mu.Await(absl::Condition(
+        +[](std::atomic<int>* n) { return n->load() == 0; }, &inflight));
   }
   // Drain: until every scheduled task arrived, or 3 s past the last due time.
   const absl::Time give_up = last_due + absl::Seconds(3);
