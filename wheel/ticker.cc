@@ -55,8 +55,13 @@ void Ticker::Stop() {
 
 absl::Status Ticker::Schedule(TimerEntry* entry, absl::Time due, uint64_t cookie) {
   absl::MutexLock lock(&mu_);
-  // Converted once: a later wall-clock jump does not move the timer.
-  const absl::Duration monotonic_due = clock_.Monotonic() + (due - clock_.Now());
+  // Converted once: a later wall-clock jump does not move the timer. The wall clock is read
+  // first: a preemption between the two reads then makes the timer late, never early (read the
+  // other way round, a thread descheduled for 12 ms after reading the monotonic clock handed a
+  // task out 12 ms early).
+  const absl::Time wall_now = clock_.Now();
+  const absl::Duration monotonic_now = clock_.Monotonic();
+  const absl::Duration monotonic_due = monotonic_now + (due - wall_now);
   const uint64_t deadline_ms = CeilMs(monotonic_due);
   CatchUpLocked();
   // Checked before touching the entry, so that a rejected reschedule leaves it armed as it was.

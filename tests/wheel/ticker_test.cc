@@ -399,5 +399,37 @@ TEST(TickerLifecycleTest, OriginIsClockTimeAtConstruction) {
   EXPECT_THAT(fired, ElementsAre(9u));
 }
 
+// A clock whose reader is descheduled for 12 ms right after every read of the monotonic clock:
+// what a loaded 2-core machine does now and then.
+class PreemptedAfterMonotonicClock final : public Clock {
+ public:
+  absl::Time Now() override { return clock_.Now(); }
+  absl::Duration Monotonic() override {
+    const absl::Duration now = clock_.Monotonic();
+    clock_.Advance(absl::Milliseconds(12));
+    return now;
+  }
+  void WaitUntil(absl::Mutex*, absl::CondVar*, absl::Duration) override {}
+  FakeClock& fake() { return clock_; }
+
+ private:
+  FakeClock clock_;
+};
+
+// Converting a due time reads two clocks; a preemption between the reads may make the timer
+// late, never early. (Reading the monotonic clock first armed it 12 ms early.)
+TEST(TickerConversionTest, PreemptionBetweenClockReadsNeverMakesATimerEarly) {
+  PreemptedAfterMonotonicClock clock;
+  Ticker ticker(clock, [](std::vector<uint64_t>) {});
+  // The mapping between the clocks, read without preemption: wall W is monotonic W - offset.
+  const absl::Duration offset = clock.fake().Now() - absl::UnixEpoch() - clock.fake().Monotonic();
+  const absl::Time due = clock.fake().Now() + absl::Milliseconds(100);
+  TimerEntry entry;
+  ASSERT_TRUE(ticker.Schedule(&entry, due, 1).ok());
+  const absl::Duration due_monotonic = (due - absl::UnixEpoch()) - offset;
+  EXPECT_GE(absl::Milliseconds(static_cast<int64_t>(entry.deadline_ms)), due_monotonic);
+  ticker.Cancel(&entry);
+}
+
 }  // namespace
 }  // namespace hourglass
