@@ -36,6 +36,7 @@
 #include "store/task_log.h"
 #include "store/task_store.h"
 #include "tests/store/fake_timers.h"
+#include "tests/store/task_info_describe.h"
 #include "tests/testing/fake_clock.h"
 #include "wheel/clock.h"
 
@@ -111,26 +112,6 @@ class RecordingLog final : public TaskLog {
   mutable absl::Mutex mu_;
   std::vector<LogRecord> records_ ABSL_GUARDED_BY(mu_);  // LSN i at index i - 1
 };
-
-std::string TimeString(absl::Time t) {
-  return absl::FormatTime("%Y-%m-%dT%H:%M:%E*SZ", t, absl::UTCTimeZone());
-}
-std::string TimeString(std::optional<absl::Time> t) {
-  return t.has_value() ? TimeString(*t) : std::string("none");
-}
-
-// Every field of a TaskInfo, so that EXPECT_EQ on two of them is exact and shows the difference.
-std::string Describe(const TaskInfo& info) {
-  return absl::StrCat(info.task_id, " {queue=", info.queue, " state=", TaskStateName(info.state),
-                      " attempts=", info.attempts, " due=", TimeString(info.due_time),
-                      " create=", TimeString(info.create_time),
-                      " lease_expire=", TimeString(info.lease_expire_time),
-                      " finish=", TimeString(info.finish_time), " last_error=\"", info.last_error,
-                      "\" retry=", info.retry_policy.max_attempts, "/",
-                      absl::FormatDuration(info.retry_policy.min_backoff), "/",
-                      absl::FormatDuration(info.retry_policy.max_backoff),
-                      " payload_size=", info.payload_size_bytes, "}");
-}
 
 std::string StateView(absl::string_view task_id, TaskState state, int32_t attempts,
                       absl::Time due_time, std::optional<absl::Time> lease_expire_time,

@@ -55,6 +55,7 @@
 #include "store/task_log.h"
 #include "store/task_store.h"
 #include "tests/store/fake_timers.h"
+#include "tests/store/task_info_describe.h"
 #include "tests/testing/fake_clock.h"
 #include "wheel/clock.h"
 
@@ -505,24 +506,6 @@ std::string ReadFile(FakeFileSystem& disk, const std::string& path) {
   absl::StatusOr<std::string> contents = disk.ReadFileToString(path);
   EXPECT_TRUE(contents.ok()) << contents.status();
   return contents.ok() ? *contents : std::string();
-}
-
-std::string TimeString(std::optional<absl::Time> t) {
-  return t.has_value() ? absl::FormatTime("%Y-%m-%dT%H:%M:%E*SZ", *t, absl::UTCTimeZone())
-                       : std::string("none");
-}
-
-// Every field of a TaskInfo, so that EXPECT_EQ on two of them is exact and shows the difference.
-std::string Describe(const TaskInfo& info) {
-  return absl::StrCat(info.task_id, " {queue=", info.queue, " state=", TaskStateName(info.state),
-                      " attempts=", info.attempts, " due=", TimeString(info.due_time),
-                      " create=", TimeString(info.create_time),
-                      " lease_expire=", TimeString(info.lease_expire_time),
-                      " finish=", TimeString(info.finish_time), " last_error=\"", info.last_error,
-                      "\" retry=", info.retry_policy.max_attempts, "/",
-                      absl::FormatDuration(info.retry_policy.min_backoff), "/",
-                      absl::FormatDuration(info.retry_policy.max_backoff),
-                      " payload_size=", info.payload_size_bytes, "}");
 }
 
 // Every task of `store` as a snapshot would write it (a TaskPut with payload, headers and lease
