@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Installs everything that building and testing hourglass needs on Debian 12:
 # the toolchain and libraries from Debian's archive, then the Node.js dev tools
-# (buf, for linting the protobuf API) from package-lock.json.
+# (buf, for linting the protobuf API; the deploy checks' linters) from package-lock.json.
 #
 # Idempotent and quick to rerun: apt is skipped when every package is already
-# installed, npm when node_modules already holds the locked buf.
+# installed, npm when node_modules was installed from the current package-lock.json.
 # Runs as root (CI) or as a user with sudo.
 set -euo pipefail
 
@@ -34,6 +34,10 @@ done
 # with Debian's npm package, so ask apt only for what is really absent.
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+# kubectl renders deploy/kubernetes (`kubectl kustomize`) in the deploy tests. Debian's
+# kubernetes-client ships /usr/bin/kubectl, which conflicts with other kubectl packages:
+# ask for it only when no kubectl is present.
+command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
 
 if ((${#missing[@]} > 0)); then
   sudo=()
@@ -50,13 +54,18 @@ else
   echo "install_deps: Debian packages already installed" >&2
 fi
 
-# buf, pinned by package-lock.json. Skip npm when the locked version is in place.
-locked_buf="$(node -p 'require("./package-lock.json").packages["node_modules/@bufbuild/buf"].version')"
-if [[ -x node_modules/.bin/buf ]] && [[ "$(node_modules/.bin/buf --version 2>/dev/null)" == "${locked_buf}" ]]; then
-  echo "install_deps: buf ${locked_buf} already installed" >&2
+# The Node.js tools, pinned by package-lock.json: buf, and the deploy checks' dockerfilelint,
+# kubernetes-models and yaml. `npm ci` runs again whenever package-lock.json differs from the
+# one the last `npm ci` installed (its hash is kept in a stamp file inside node_modules).
+lock_hash="$(sha256sum package-lock.json | cut -d' ' -f1)"
+npm_stamp=node_modules/.hourglass-package-lock.sha256
+if [[ -x node_modules/.bin/buf ]] && [[ -f "${npm_stamp}" ]] &&
+  [[ "$(cat "${npm_stamp}")" == "${lock_hash}" ]]; then
+  echo "install_deps: node_modules matches package-lock.json" >&2
 else
-  echo "install_deps: npm ci (buf ${locked_buf})" >&2
+  echo "install_deps: npm ci (package-lock.json ${lock_hash:0:12})" >&2
   npm ci --no-audit --no-fund
+  echo "${lock_hash}" >"${npm_stamp}"
 fi
 # buf is a native binary inside the npm package: it must run offline from here on.
 echo "install_deps: buf $(node_modules/.bin/buf --version)" >&2
