@@ -18,8 +18,9 @@ apt_packages=(
   prometheus-cpp-dev
   # C++ tests and benchmarks.
   libgtest-dev libgmock-dev libbenchmark-dev
-  # End-to-end tests (Debian's Python: /usr/bin/python3) and promtool.
-  python3-grpcio python3-protobuf python3-pytest prometheus
+  # End-to-end and monitoring tests (Debian's Python: /usr/bin/python3, with PyYAML for the
+  # rules and kustomization files), promtool and the Prometheus server.
+  python3-grpcio python3-protobuf python3-pytest python3-yaml prometheus
   # Formatting.
   clang-format
 )

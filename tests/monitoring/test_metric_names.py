@@ -1,0 +1,110 @@
+"""Every metric name (and label matcher) in the dashboard and in deploy/prometheus/rules.yaml is
+exported by the real server after a little traffic (CTest: monitoring_metric_names)."""
+
+import re
+
+import pytest
+
+import promql
+import support
+import traffic
+
+# Labels that Prometheus attaches to every scraped series (the target's), not the server.
+TARGET_LABELS = {"job", "instance"}
+
+
+@pytest.fixture(scope="module")
+def scrape(hourglass):
+    client = hourglass.client()
+    traffic.run(client)
+    text = support.scrape(hourglass)
+    types = dict(re.findall(r"^# TYPE (\S+) (\S+)$", text, re.M))
+    return support.parse_metrics(text), types
+
+
+def expressions():
+    dashboard = promql.load_dashboard()
+    variables = {"job": ".*", "instance": ".*", "queue": ".*"}
+    out = [(where, promql.substitute(expr, variables))
+           for where, expr in promql.dashboard_expressions(dashboard)]
+    out += [(f"variable {name}", promql.substitute(selector, variables))
+            for name, selector, _ in promql.variable_queries(dashboard)]
+    out += promql.rule_expressions(promql.load_rules())
+    return out
+
+
+def check_selector(name, matchers, samples, types, recorded):
+    """Problems with one selector against the scrape (an empty list when it is fine)."""
+    if name in promql.PROMETHEUS_SERIES or name in recorded:
+        return []
+    of_name = [labels for sample_name, labels, _ in samples if sample_name == name]
+    if not of_name:
+        return [f"{name} is not exported"]
+    problems = []
+    base = re.sub(r"_(bucket|sum|count)$", "", name)
+    if name != base and types.get(base) not in ("histogram", "summary"):
+        problems.append(f"{name}: {base} is a {types.get(base)}, not a histogram")
+    for label, op, value in matchers:
+        if label in TARGET_LABELS:
+            continue
+        values = {labels[label] for labels in of_name if label in labels}
+        if not values:
+            problems.append(f"{name} has no label {label!r}")
+        elif op == "=" and value not in values:
+            problems.append(f"{name}{{{label}={value!r}}} matches none of {sorted(values)}")
+        elif op == "=~" and not any(re.fullmatch(value, v) for v in values):
+            problems.append(f"{name}{{{label}=~{value!r}}} matches none of {sorted(values)}")
+    return problems
+
+
+def test_traffic_shows_in_the_scrape(scrape):
+    samples, _ = scrape
+    expected = traffic.EXPECTED
+    assert support.metric_value(samples, "hourglass_tasks_scheduled_total") == expected["scheduled"]
+    assert support.metric_value(samples, "hourglass_task_leases_total") == expected["leased"]
+    for outcome, count in expected["deliveries"].items():
+        assert support.metric_value(samples, "hourglass_task_deliveries_total",
+                                    outcome=outcome) == count, outcome
+    for (queue, state), count in expected["tasks"].items():
+        assert support.metric_value(samples, "hourglass_tasks", queue=queue, state=state) == count
+
+
+@pytest.mark.parametrize("where, expr", expressions(), ids=lambda x: str(x)[:60])
+def test_expression_uses_exported_metrics(scrape, where, expr):
+    samples, types = scrape
+    recorded = promql.recorded_series(promql.load_rules())
+    found = promql.selectors(expr)
+    assert found, f"{where}: no metric name in {expr!r}"
+    problems = []
+    for name, matchers in found:
+        problems += check_selector(name, matchers, samples, types, recorded)
+    assert not problems, f"{where}: {expr}\n  " + "\n  ".join(problems)
+
+
+def test_checker_catches_unknown_names_and_labels(scrape):
+    """The check above can fail: misspelt names, labels and values are reported."""
+    samples, types = scrape
+    check = lambda expr: [p for name, m in promql.selectors(expr)  # noqa: E731
+                          for p in check_selector(name, m, samples, types, set())]
+    assert check('sum(rate(hourglass_task_deliveries_total{outcome="dead"}[1m]))') == []
+    assert check("rate(hourglass_task_lease_total[1m])") == [
+        "hourglass_task_lease_total is not exported"]
+    assert check('hourglass_tasks{state="pending"}')[0].startswith(
+        "hourglass_tasks{state='pending'} matches none of")
+    assert check('hourglass_tasks{status="ready"}') == ["hourglass_tasks has no label 'status'"]
+    assert check("hourglass_timers_bucket") == ["hourglass_timers_bucket is not exported"]
+
+
+def test_report_exported_families_without_a_panel(scrape):
+    """Not a failure: lists what the server exports that no panel shows (for the lead)."""
+    samples, types = scrape
+    dashboard = promql.load_dashboard()
+    shown = set()
+    for _, expr in promql.dashboard_expressions(dashboard):
+        expr = promql.substitute(expr, {"job": ".*", "instance": ".*", "queue": ".*"})
+        shown |= {re.sub(r"_(bucket|sum|count)$", "", n) for n in promql.metric_names(expr)}
+    families = {re.sub(r"_(bucket|sum|count)$", "", n) if types.get(
+        re.sub(r"_(bucket|sum|count)$", "", n)) in ("histogram", "summary") else n
+        for n, _, _ in samples}
+    unshown = sorted(f for f in families if f.startswith("hourglass_") and f not in shown)
+    print("exported hourglass_* families on no panel:", unshown or "none")
