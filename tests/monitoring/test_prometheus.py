@@ -198,15 +198,23 @@ def test_rules_load_and_evaluate_without_errors(traffic_done):
                            interval_s=0.5, what=f"recording rule {record} to have a series")
 
 
-def test_dead_tasks_alert_goes_pending_and_nothing_else_fires(traffic_done):
+# Alerts that nothing in this test may trigger, however slow the machine. (A starved machine can
+# miss a 1 s scrape, dispatch a task a second late or take 100 ms for an fsync, so InstanceDown,
+# DispatchLatenessHigh and LogFsyncSlow may legitimately go pending here.)
+NEVER_ACTIVE = {"HourglassRecoveryFailing", "HourglassSnapshotsFailing",
+                "HourglassDispatchQueueSaturated"}
+
+
+def test_dead_tasks_alert_goes_pending(traffic_done):
     def dead_alert():
         alerts = traffic_done.api("/api/v1/alerts")["alerts"]
         names = {a["labels"]["alertname"] for a in alerts}
-        assert names <= {"HourglassDeadTasksIncreasing"}, f"unexpected alerts {names}"
-        return [a for a in alerts if a["labels"].get("queue") == "flaky"]
+        assert not names & NEVER_ACTIVE, f"unexpected alerts {names}"
+        return [a for a in alerts if a["labels"]["alertname"] == "HourglassDeadTasksIncreasing"]
 
     (alert,) = support.wait_until(dead_alert, WAIT_S, interval_s=0.5,
-                                  what="HourglassDeadTasksIncreasing for queue flaky")
+                                  what="HourglassDeadTasksIncreasing")
+    assert alert["labels"]["queue"] == traffic.FLAKY
     assert alert["state"] in ("pending", "firing")  # `for: 1m`: pending for the first minute.
     assert alert["labels"]["severity"] == "warning"
     assert float(alert["value"]) > 0
