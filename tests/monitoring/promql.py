@@ -228,8 +228,12 @@ def dashboard_expressions(dashboard):
     out = []
     for panel in all_panels(dashboard):
         for target in panel.get("targets", []):
-            out.append((f"panel {panel.get('id')} {panel.get('title')!r} {target.get('refId')}",
-                        target.get("expr", "")))
+            out.append(
+                (
+                    f"panel {panel.get('id')} {panel.get('title')!r} {target.get('refId')}",
+                    target.get("expr", ""),
+                )
+            )
     return out
 
 
@@ -266,4 +270,6 @@ def rule_expressions(rules):
 
 
 def recorded_series(rules):
-    return {rule["record"] for group in rules["groups"] for rule in group["rules"] if "record" in rule}
+    return {
+        rule["record"] for group in rules["groups"] for rule in group["rules"] if "record" in rule
+    }

@@ -87,7 +87,9 @@ def test_datasource_is_a_variable_never_a_uid(dashboard):
 
 
 def test_query_variables(dashboard):
-    queries = {name: (selector, label) for name, selector, label in promql.variable_queries(dashboard)}
+    queries = {
+        name: (selector, label) for name, selector, label in promql.variable_queries(dashboard)
+    }
     assert set(queries) == {"job", "instance", "queue"}
     for name, (selector, label) in queries.items():
         assert label == name
@@ -97,8 +99,8 @@ def test_query_variables(dashboard):
             assert variable["datasource"] == DATASOURCE
             assert variable["includeAll"] and variable["multi"] and variable["allValue"] == ".*"
     # Each variable filters by the ones before it.
-    assert '$job' in queries["instance"][0]
-    assert '$job' in queries["queue"][0] and '$instance' in queries["queue"][0]
+    assert "$job" in queries["instance"][0]
+    assert "$job" in queries["queue"][0] and "$instance" in queries["queue"][0]
 
 
 def test_panel_ids_are_unique_and_grid_positions_do_not_overlap(dashboard):
@@ -114,9 +116,13 @@ def test_panel_ids_are_unique_and_grid_positions_do_not_overlap(dashboard):
         assert g["x"] + g["w"] <= 24, f"{p['title']}: wider than the 24-column grid"
         boxes.append((p["title"], g))
     for i, (title_a, a) in enumerate(boxes):
-        for title_b, b in boxes[i + 1:]:
-            overlap = (a["x"] < b["x"] + b["w"] and b["x"] < a["x"] + a["w"]
-                       and a["y"] < b["y"] + b["h"] and b["y"] < a["y"] + a["h"])
+        for title_b, b in boxes[i + 1 :]:
+            overlap = (
+                a["x"] < b["x"] + b["w"]
+                and b["x"] < a["x"] + a["w"]
+                and a["y"] < b["y"] + b["h"]
+                and b["y"] < a["y"] + a["h"]
+            )
             assert not overlap, f"panels {title_a!r} and {title_b!r} overlap"
 
 
@@ -149,13 +155,14 @@ def test_every_expression_parses_and_follows_the_variables(dashboard):
     for where, expr in promql.dashboard_expressions(dashboard):
         found = promql.selectors(promql.substitute(expr, VARIABLES))
         assert found, f"{where}: no metric in {expr!r}"
-        for name, _ in promql.selectors(expr.replace("$__rate_interval", "1m")
-                                        .replace("$__range", "1h")
-                                        .replace("$", "")):
+        for name, _ in promql.selectors(
+            expr.replace("$__rate_interval", "1m").replace("$__range", "1h").replace("$", "")
+        ):
             used.add(name)
         # Matchers before substitution: the variables must be applied to every selector.
         raw = promql.selectors(
-            re.sub(r"\$(__\w+)", lambda m: promql.GRAFANA_BUILTINS[m.group(1)], expr))
+            re.sub(r"\$(__\w+)", lambda m: promql.GRAFANA_BUILTINS[m.group(1)], expr)
+        )
         for name, matchers in raw:
             assert ("job", "=~", "$job") in matchers, f"{where}: {name} ignores $job"
             assert ("instance", "=~", "$instance") in matchers, f"{where}: {name} ignores $instance"
@@ -197,8 +204,13 @@ def test_kustomization_generates_the_configmap_from_the_json():
 def test_kubectl_kustomize_renders_the_configmap():
     import yaml
 
-    rendered = subprocess.run(["kubectl", "kustomize", GRAFANA_DIR], check=True,
-                              capture_output=True, text=True, timeout=60).stdout
+    rendered = subprocess.run(
+        ["kubectl", "kustomize", GRAFANA_DIR],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
     (configmap,) = list(yaml.safe_load_all(rendered))
     assert configmap["kind"] == "ConfigMap"
     assert configmap["metadata"]["name"] == "hourglass-grafana-dashboard"
@@ -214,33 +226,47 @@ def test_kubectl_kustomize_renders_the_configmap():
     "expr, expected",
     [
         ("up", [("up", [])]),
-        ('sum by (le, job) (rate(a_bucket{job="x", le!="+Inf"}[5m]))',
-         [("a_bucket", [("job", "=", "x"), ("le", "!=", "+Inf")])]),
-        ("histogram_quantile(0.99, sum without (instance) (rate(b_bucket[1h30m] offset 5m)))",
-         [("b_bucket", [])]),
-        ('a / on (job, instance) group_left(version) b > bool 0.8 and c unless d or e',
-         [(n, []) for n in "abcde"]),
-        ('label_replace(x{q=~"a|b"}, "dst", "$1", "src", "(.*)") * Inf',
-         [("x", [("q", "=~", "a|b")])]),
-        ('{__name__="n", k="v"} + max_over_time(job:rec:rate5m[10m:1m]) # a comment',
-         [("n", [("k", "=", "v")]), ("job:rec:rate5m", [])]),
-        ("count(sum by (queue) (m)) - 1e-3 + topk(3, sum(m2) by (grpc_method))",
-         [("m", []), ("m2", [])]),
+        (
+            'sum by (le, job) (rate(a_bucket{job="x", le!="+Inf"}[5m]))',
+            [("a_bucket", [("job", "=", "x"), ("le", "!=", "+Inf")])],
+        ),
+        (
+            "histogram_quantile(0.99, sum without (instance) (rate(b_bucket[1h30m] offset 5m)))",
+            [("b_bucket", [])],
+        ),
+        (
+            "a / on (job, instance) group_left(version) b > bool 0.8 and c unless d or e",
+            [(n, []) for n in "abcde"],
+        ),
+        (
+            'label_replace(x{q=~"a|b"}, "dst", "$1", "src", "(.*)") * Inf',
+            [("x", [("q", "=~", "a|b")])],
+        ),
+        (
+            '{__name__="n", k="v"} + max_over_time(job:rec:rate5m[10m:1m]) # a comment',
+            [("n", [("k", "=", "v")]), ("job:rec:rate5m", [])],
+        ),
+        (
+            "count(sum by (queue) (m)) - 1e-3 + topk(3, sum(m2) by (grpc_method))",
+            [("m", []), ("m2", [])],
+        ),
     ],
 )
 def test_promql_selectors(expr, expected):
     assert promql.selectors(expr) == expected
 
 
-@pytest.mark.parametrize("expr", ['sum(rate(x[5m])', 'x{a="b"', "x{a b}", "x $y"])
+@pytest.mark.parametrize("expr", ["sum(rate(x[5m])", 'x{a="b"', "x{a b}", "x $y"])
 def test_promql_selectors_reject_broken_expressions(expr):
     with pytest.raises(promql.PromQLError):
         promql.selectors(expr)
 
 
 def test_substitute_rejects_unknown_variables():
-    assert promql.substitute('a{i=~"$instance"}[$__rate_interval]', {"instance": ".*"}) == \
-        'a{i=~".*"}[1m]'
+    assert (
+        promql.substitute('a{i=~"$instance"}[$__rate_interval]', {"instance": ".*"})
+        == 'a{i=~".*"}[1m]'
+    )
     assert promql.substitute('a{i=~"${instance:regex}"}', {"instance": "x"}) == 'a{i=~"x"}'
     with pytest.raises(promql.PromQLError):
         promql.substitute("rate(a[$interval])", {})

@@ -25,10 +25,14 @@ def scrape(hourglass):
 def expressions():
     dashboard = promql.load_dashboard()
     variables = {"job": ".*", "instance": ".*", "queue": ".*"}
-    out = [(where, promql.substitute(expr, variables))
-           for where, expr in promql.dashboard_expressions(dashboard)]
-    out += [(f"variable {name}", promql.substitute(selector, variables))
-            for name, selector, _ in promql.variable_queries(dashboard)]
+    out = [
+        (where, promql.substitute(expr, variables))
+        for where, expr in promql.dashboard_expressions(dashboard)
+    ]
+    out += [
+        (f"variable {name}", promql.substitute(selector, variables))
+        for name, selector, _ in promql.variable_queries(dashboard)
+    ]
     out += promql.rule_expressions(promql.load_rules())
     return out
 
@@ -63,8 +67,10 @@ def test_traffic_shows_in_the_scrape(scrape):
     assert support.metric_value(samples, "hourglass_tasks_scheduled_total") == expected["scheduled"]
     assert support.metric_value(samples, "hourglass_task_leases_total") == expected["leased"]
     for outcome, count in expected["deliveries"].items():
-        assert support.metric_value(samples, "hourglass_task_deliveries_total",
-                                    outcome=outcome) == count, outcome
+        assert (
+            support.metric_value(samples, "hourglass_task_deliveries_total", outcome=outcome)
+            == count
+        ), outcome
     for (queue, state), count in expected["tasks"].items():
         assert support.metric_value(samples, "hourglass_tasks", queue=queue, state=state) == count
 
@@ -84,13 +90,18 @@ def test_expression_uses_exported_metrics(scrape, where, expr):
 def test_checker_catches_unknown_names_and_labels(scrape):
     """The check above can fail: misspelt names, labels and values are reported."""
     samples, types = scrape
-    check = lambda expr: [p for name, m in promql.selectors(expr)  # noqa: E731
-                          for p in check_selector(name, m, samples, types, set())]
+    check = lambda expr: [
+        p
+        for name, m in promql.selectors(expr)  # noqa: E731
+        for p in check_selector(name, m, samples, types, set())
+    ]
     assert check('sum(rate(hourglass_task_deliveries_total{outcome="dead"}[1m]))') == []
     assert check("rate(hourglass_task_lease_total[1m])") == [
-        "hourglass_task_lease_total is not exported"]
+        "hourglass_task_lease_total is not exported"
+    ]
     assert check('hourglass_tasks{state="pending"}')[0].startswith(
-        "hourglass_tasks{state='pending'} matches none of")
+        "hourglass_tasks{state='pending'} matches none of"
+    )
     assert check('hourglass_tasks{status="ready"}') == ["hourglass_tasks has no label 'status'"]
     assert check("hourglass_timers_bucket") == ["hourglass_timers_bucket is not exported"]
 
@@ -103,8 +114,11 @@ def test_report_exported_families_without_a_panel(scrape):
     for _, expr in promql.dashboard_expressions(dashboard):
         expr = promql.substitute(expr, {"job": ".*", "instance": ".*", "queue": ".*"})
         shown |= {re.sub(r"_(bucket|sum|count)$", "", n) for n in promql.metric_names(expr)}
-    families = {re.sub(r"_(bucket|sum|count)$", "", n) if types.get(
-        re.sub(r"_(bucket|sum|count)$", "", n)) in ("histogram", "summary") else n
-        for n, _, _ in samples}
+    families = {
+        re.sub(r"_(bucket|sum|count)$", "", n)
+        if types.get(re.sub(r"_(bucket|sum|count)$", "", n)) in ("histogram", "summary")
+        else n
+        for n, _, _ in samples
+    }
     unshown = sorted(f for f in families if f.startswith("hourglass_") and f not in shown)
     print("exported hourglass_* families on no panel:", unshown or "none")

@@ -43,13 +43,24 @@ class Prometheus:
         self.config = os.path.join(self.dir, "prometheus.yml")
         # JSON is YAML: no PyYAML needed to write the configuration.
         with open(self.config, "w", encoding="utf-8") as f:
-            json.dump({
-                "global": {"scrape_interval": "1s", "scrape_timeout": "1s",
-                           "evaluation_interval": "1s"},
-                "rule_files": [promql.RULES],
-                "scrape_configs": [{"job_name": JOB,
-                                    "static_configs": [{"targets": [f"127.0.0.1:{metrics_port}"]}]}],
-            }, f, indent=2)
+            json.dump(
+                {
+                    "global": {
+                        "scrape_interval": "1s",
+                        "scrape_timeout": "1s",
+                        "evaluation_interval": "1s",
+                    },
+                    "rule_files": [promql.RULES],
+                    "scrape_configs": [
+                        {
+                            "job_name": JOB,
+                            "static_configs": [{"targets": [f"127.0.0.1:{metrics_port}"]}],
+                        }
+                    ],
+                },
+                f,
+                indent=2,
+            )
         self.process = None
         self.log_path = os.path.join(self.dir, "prometheus.log")
 
@@ -58,10 +69,17 @@ class Prometheus:
             self.port = free_port()
             with open(self.log_path, "w") as log:
                 self.process = subprocess.Popen(
-                    [PROMETHEUS, f"--config.file={self.config}",
-                     f"--storage.tsdb.path={os.path.join(self.dir, 'data')}",
-                     f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
-                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+                    [
+                        PROMETHEUS,
+                        f"--config.file={self.config}",
+                        f"--storage.tsdb.path={os.path.join(self.dir, 'data')}",
+                        f"--web.listen-address=127.0.0.1:{self.port}",
+                        "--log.level=warn",
+                    ],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
             deadline = time.monotonic() + START_TIMEOUT_S
             while self.process.poll() is None and time.monotonic() < deadline:
                 try:
@@ -110,8 +128,11 @@ class Prometheus:
         """The result of an instant query: a list of {metric, value}."""
         data = self.api("/api/v1/query", query=expr)
         assert data["resultType"] in ("vector", "scalar"), data
-        return data["result"] if data["resultType"] == "vector" else [{"metric": {},
-                                                                        "value": data["result"]}]
+        return (
+            data["result"]
+            if data["resultType"] == "vector"
+            else [{"metric": {}, "value": data["result"]}]
+        )
 
     def value(self, expr):
         """The single value of `expr`, or None when it has no series (yet)."""
@@ -124,8 +145,12 @@ class Prometheus:
 def prometheus(work_dir, hourglass):
     server = Prometheus(work_dir, hourglass.metrics_port).start()
     try:
-        support.wait_until(lambda: server.value(f'up{{job="{JOB}"}}') == 1, WAIT_S,
-                           interval_s=0.2, what="Prometheus to scrape hourglass")
+        support.wait_until(
+            lambda: server.value(f'up{{job="{JOB}"}}') == 1,
+            WAIT_S,
+            interval_s=0.2,
+            what="Prometheus to scrape hourglass",
+        )
         yield server
     finally:
         server.stop()
@@ -137,8 +162,12 @@ def traffic_done(prometheus, hourglass):
     dead = f'hourglass_task_deliveries_total{{job="{JOB}", queue="flaky", outcome="dead"}}'
 
     def dead_counter_scraped_at_zero():
-        support.wait_until(lambda: prometheus.value(dead) == 0, WAIT_S, interval_s=0.2,
-                           what=f"{dead} == 0 in Prometheus")
+        support.wait_until(
+            lambda: prometheus.value(dead) == 0,
+            WAIT_S,
+            interval_s=0.2,
+            what=f"{dead} == 0 in Prometheus",
+        )
 
     traffic.run(hourglass.client(), before_deaths=dead_counter_scraped_at_zero)
     return prometheus
@@ -153,8 +182,10 @@ def wait_for_values(prometheus, expected):
         if not misses:
             return
         if time.monotonic() > deadline:
-            raise AssertionError("after %d s:\n  " % WAIT_S + "\n  ".join(
-                f"{e} = {v}, expected {expected[e]}" for e, v in misses.items()))
+            raise AssertionError(
+                "after %d s:\n  " % WAIT_S
+                + "\n  ".join(f"{e} = {v}, expected {expected[e]}" for e, v in misses.items())
+            )
         time.sleep(0.2)
 
 
@@ -172,15 +203,18 @@ def test_counts_reach_prometheus(traffic_done):
     for (queue, state), count in e["tasks"].items():
         expected[f'hourglass_tasks{{{sel}, queue="{queue}", state="{state}"}}'] = count
     for (method, code), count in e["rpcs"].items():
-        expected[f'sum(hourglass_grpc_server_handled_total{{{sel}, grpc_method="{method}", '
-                 f'grpc_code="{code}"}})'] = count
+        expected[
+            f'sum(hourglass_grpc_server_handled_total{{{sel}, grpc_method="{method}", '
+            f'grpc_code="{code}"}})'
+        ] = count
     wait_for_values(traffic_done, expected)
 
 
 def test_rules_load_and_evaluate_without_errors(traffic_done):
     rules = promql.load_rules()
-    want = {g["name"]: [r.get("record") or r.get("alert") for r in g["rules"]]
-            for g in rules["groups"]}
+    want = {
+        g["name"]: [r.get("record") or r.get("alert") for r in g["rules"]] for g in rules["groups"]
+    }
 
     def all_evaluated():
         groups = traffic_done.api("/api/v1/rules")["groups"]
@@ -194,15 +228,22 @@ def test_rules_load_and_evaluate_without_errors(traffic_done):
 
     support.wait_until(all_evaluated, WAIT_S, interval_s=0.5, what="every rule evaluated")
     for record in promql.recorded_series(rules):
-        support.wait_until(lambda: traffic_done.query(f'{record}{{job="{JOB}"}}'), WAIT_S,
-                           interval_s=0.5, what=f"recording rule {record} to have a series")
+        support.wait_until(
+            lambda: traffic_done.query(f'{record}{{job="{JOB}"}}'),
+            WAIT_S,
+            interval_s=0.5,
+            what=f"recording rule {record} to have a series",
+        )
 
 
 # Alerts that nothing in this test may trigger, however slow the machine. (A starved machine can
 # miss a 1 s scrape, dispatch a task a second late or take 100 ms for an fsync, so InstanceDown,
 # DispatchLatenessHigh and LogFsyncSlow may legitimately go pending here.)
-NEVER_ACTIVE = {"HourglassRecoveryFailing", "HourglassSnapshotsFailing",
-                "HourglassDispatchQueueSaturated"}
+NEVER_ACTIVE = {
+    "HourglassRecoveryFailing",
+    "HourglassSnapshotsFailing",
+    "HourglassDispatchQueueSaturated",
+}
 
 
 def test_dead_tasks_alert_goes_pending(traffic_done):
@@ -212,8 +253,9 @@ def test_dead_tasks_alert_goes_pending(traffic_done):
         assert not names & NEVER_ACTIVE, f"unexpected alerts {names}"
         return [a for a in alerts if a["labels"]["alertname"] == "HourglassDeadTasksIncreasing"]
 
-    (alert,) = support.wait_until(dead_alert, WAIT_S, interval_s=0.5,
-                                  what="HourglassDeadTasksIncreasing")
+    (alert,) = support.wait_until(
+        dead_alert, WAIT_S, interval_s=0.5, what="HourglassDeadTasksIncreasing"
+    )
     assert alert["labels"]["queue"] == traffic.FLAKY
     assert alert["state"] in ("pending", "firing")  # `for: 1m`: pending for the first minute.
     assert alert["labels"]["severity"] == "warning"
@@ -234,9 +276,11 @@ def selections(prometheus):
 
 def test_every_dashboard_expression_runs_and_returns_series(traffic_done):
     dashboard = promql.load_dashboard()
-    exprs = [(where, promql.substitute(expr, values))
-             for values in selections(traffic_done)
-             for where, expr in promql.dashboard_expressions(dashboard)]
+    exprs = [
+        (where, promql.substitute(expr, values))
+        for values in selections(traffic_done)
+        for where, expr in promql.dashboard_expressions(dashboard)
+    ]
     # A syntax or type error fails at once (api() raises); an empty result is retried until the
     # rates have two samples.
     empty = exprs
@@ -244,24 +288,31 @@ def test_every_dashboard_expression_runs_and_returns_series(traffic_done):
     while empty:
         empty = [(where, expr) for where, expr in empty if not traffic_done.query(expr)]
         if empty and time.monotonic() > deadline:
-            raise AssertionError("no series after %d s:\n  " % WAIT_S + "\n  ".join(
-                f"{where}: {expr}" for where, expr in empty))
+            raise AssertionError(
+                "no series after %d s:\n  " % WAIT_S
+                + "\n  ".join(f"{where}: {expr}" for where, expr in empty)
+            )
         time.sleep(0.5)
 
 
 def test_dashboard_variables_find_the_server(traffic_done):
     (target,) = traffic_done.api("/api/v1/targets")["activeTargets"]
-    expected = {"job": {JOB}, "instance": {target["labels"]["instance"]},
-                "queue": {traffic.WORK, traffic.LATER, traffic.FLAKY}}
+    expected = {
+        "job": {JOB},
+        "instance": {target["labels"]["instance"]},
+        "queue": {traffic.WORK, traffic.LATER, traffic.FLAKY},
+    }
     dashboard = promql.load_dashboard()
     values = {"job": ".*", "instance": ".*", "queue": ".*"}
     for name, selector, label in promql.variable_queries(dashboard):
-        series = traffic_done.api("/api/v1/series", **{"match[]": promql.substitute(selector, values)})
+        series = traffic_done.api(
+            "/api/v1/series", **{"match[]": promql.substitute(selector, values)}
+        )
         assert {s[label] for s in series if label in s} == expected[name], name
 
 
 def test_a_broken_expression_fails(traffic_done):
-    """The checks above can fail: Prometheus refuses bad PromQL with an error, not an empty result."""
+    """The checks above can fail: Prometheus answers bad PromQL with an error, not no series."""
     with pytest.raises(AssertionError, match="bad_data"):
         traffic_done.query("sum(rate(hourglass_task_leases_total[1m])")
     with pytest.raises(AssertionError, match="bad_data"):

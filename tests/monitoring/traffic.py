@@ -42,8 +42,9 @@ def _lease_exactly(client, queue, count):
     for _ in range(50):
         if len(leased) == count:
             break
-        leased += client.lease(queue, wait_s=1.0, max_tasks=count - len(leased),
-                               lease_duration_s=60)
+        leased += client.lease(
+            queue, wait_s=1.0, max_tasks=count - len(leased), lease_duration_s=60
+        )
     assert len(leased) == count, f"leased {len(leased)} tasks of {queue}, expected {count}"
     return leased
 
@@ -52,15 +53,22 @@ def run(client, before_deaths=lambda: None):
     for i in range(35):
         client.schedule(queue=WORK, task_id=f"work-{i}", payload=b"w", delay=support.duration(0))
     later = [
-        client.schedule(queue=LATER, task_id=f"later-{i}", payload=b"l",
-                        delay=support.duration(3600)).task_id
+        client.schedule(
+            queue=LATER, task_id=f"later-{i}", payload=b"l", delay=support.duration(3600)
+        ).task_id
         for i in range(10)
     ]
-    policy = support.task_pb2.RetryPolicy(max_attempts=2, min_backoff=support.duration(0),
-                                          max_backoff=support.duration(0))
+    policy = support.task_pb2.RetryPolicy(
+        max_attempts=2, min_backoff=support.duration(0), max_backoff=support.duration(0)
+    )
     for i in range(5):
-        client.schedule(queue=FLAKY, task_id=f"flaky-{i}", payload=b"f",
-                        delay=support.duration(0), retry_policy=policy)
+        client.schedule(
+            queue=FLAKY,
+            task_id=f"flaky-{i}",
+            payload=b"f",
+            delay=support.duration(0),
+            retry_policy=policy,
+        )
 
     for task in _lease_exactly(client, WORK, 30):
         client.ack(task.task_id, task.lease_token)
