@@ -1,0 +1,370 @@
+// Checks deploy/kubernetes as a cluster would receive it: renders the kustomizations with
+// `kubectl kustomize` (HOURGLASS_KUBECTL, else kubectl on PATH), validates every rendered object
+// against the Kubernetes (and Prometheus Operator) schemas with kubernetes-models, and checks
+// the fields that a schema cannot judge: probes, shutdown timing, sizing, security, and that the
+// manifests agree with the Dockerfile, the flag file and the project's version.
+//
+// Run by CTest as `kubernetes_manifests`; by hand: node --test tests/deploy/kubernetes_test.mjs
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, cpSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { test } from "node:test";
+
+const require = createRequire(import.meta.url);
+const YAML = require("yaml");
+
+const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
+const KUBERNETES_DIR = path.join(REPO_ROOT, "deploy", "kubernetes");
+const MONITORING_DIR = path.join(KUBERNETES_DIR, "monitoring");
+const KUBECTL = process.env.HOURGLASS_KUBECTL || "kubectl";
+
+const DATA_DIR = "/var/lib/hourglass";
+const FLAGFILE_MOUNT = "/etc/hourglass";
+// Figures from docs/deploy.md: memory per pending task, and log recovery time.
+const BYTES_PER_TASK = 600;
+const RECOVERY_SECONDS_PER_MILLION_TASKS = 3;
+// The lame duck: after SIGTERM the server answers UNAVAILABLE for a second before closing.
+const LAME_DUCK_SECONDS = 1;
+
+// --- rendering and schemas ----------------------------------------------------------------
+
+function render(dir) {
+  const out = execFileSync(KUBECTL, ["kustomize", dir], {
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  return YAML.parseAllDocuments(out)
+    .map((doc) => {
+      assert.equal(doc.errors.length, 0, `kubectl kustomize ${dir} printed bad YAML`);
+      return doc.toJS();
+    })
+    .filter((object) => object !== null);
+}
+
+// The kubernetes-models class of an object: kubernetes-models/<group>/<version>/<Kind> (core
+// objects have no group), or the Prometheus Operator's package for monitoring.coreos.com.
+function modelClass(object) {
+  const [group, version] = object.apiVersion.includes("/")
+    ? object.apiVersion.split("/")
+    : [null, object.apiVersion];
+  const modulePath =
+    group === "monitoring.coreos.com"
+      ? `@kubernetes-models/prometheus-operator/${group}/${version}/${object.kind}`
+      : `kubernetes-models/${group ? `${group}/` : ""}${version}/${object.kind}`;
+  const Model = require(modulePath)[object.kind];
+  assert.ok(Model, `no schema for ${object.apiVersion} ${object.kind} (${modulePath})`);
+  return Model;
+}
+
+// Throws with the schema's message when `object` does not validate.
+function validate(object) {
+  const Model = modelClass(object);
+  new Model(object).validate();
+}
+
+function byKind(objects, kind) {
+  return objects.filter((object) => object.kind === kind);
+}
+
+function only(objects, kind, name) {
+  const found = byKind(objects, kind).filter((o) => name === undefined || o.metadata.name === name);
+  assert.equal(found.length, 1, `expected one ${kind}${name ? ` ${name}` : ""}, got ${found.length}`);
+  return found[0];
+}
+
+function matches(selector, labels) {
+  return Object.entries(selector).every(([key, value]) => labels?.[key] === value);
+}
+
+function parseQuantityBytes(quantity) {
+  const units = { Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, k: 1e3, M: 1e6, G: 1e9 };
+  const match = /^(\d+(?:\.\d+)?)([A-Za-z]*)$/.exec(String(quantity));
+  assert.ok(match, `bad quantity ${quantity}`);
+  const unit = match[2] === "" ? 1 : units[match[2]];
+  assert.ok(unit, `unknown unit in ${quantity}`);
+  return Number(match[1]) * unit;
+}
+
+function parseDurationSeconds(text) {
+  const units = { ms: 1e-3, s: 1, m: 60, h: 3600 };
+  let total = 0;
+  let rest = text;
+  while (rest.length > 0) {
+    const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)/.exec(rest);
+    assert.ok(match, `bad duration ${text}`);
+    total += Number(match[1]) * units[match[2]];
+    rest = rest.slice(match[0].length);
+  }
+  return total;
+}
+
+// hourglass.flags as {name: value}, rejecting any line that is not a comment or --name=value.
+function parseFlagfile(text) {
+  const flags = {};
+  for (const [index, raw] of text.split("\n").entries()) {
+    const line = raw.trim();
+    if (line === "" || line.startsWith("#")) continue;
+    const match = /^--([a-z_]+)=(.*)$/.exec(line);
+    assert.ok(match, `hourglass.flags line ${index + 1} is not --name=value: ${raw}`);
+    assert.ok(!(match[1] in flags), `hourglass.flags sets --${match[1]} twice`);
+    flags[match[1]] = match[2];
+  }
+  return flags;
+}
+
+function portOf(address) {
+  return Number(address.slice(address.lastIndexOf(":") + 1));
+}
+
+function projectVersion() {
+  const cmake = readFileSync(path.join(REPO_ROOT, "CMakeLists.txt"), "utf8");
+  const match = /project\(hourglass\s+VERSION\s+([0-9.]+)/.exec(cmake);
+  assert.ok(match, "no project(hourglass VERSION ...) in CMakeLists.txt");
+  return match[1];
+}
+
+// The runtime stage of the Dockerfile: its USER, EXPOSE, VOLUME and ENTRYPOINT.
+function dockerRuntime() {
+  const text = readFileSync(path.join(REPO_ROOT, "Dockerfile"), "utf8").replace(/\\\n/g, " ");
+  const stages = text.split(/^FROM\s/m);
+  const runtime = stages[stages.length - 1];
+  const instruction = (name) =>
+    [...runtime.matchAll(new RegExp(`^${name}\\s+(.*)$`, "gm"))].map((m) => m[1].trim());
+  return {
+    user: instruction("USER")[0],
+    exposed: instruction("EXPOSE").flatMap((line) => line.split(/\s+/)).map(Number),
+    volumes: instruction("VOLUME").flatMap((line) => JSON.parse(line)),
+    entrypoint: JSON.parse(instruction("ENTRYPOINT")[0]),
+  };
+}
+
+const base = render(KUBERNETES_DIR);
+const monitoring = render(MONITORING_DIR);
+const flags = parseFlagfile(readFileSync(path.join(KUBERNETES_DIR, "hourglass.flags"), "utf8"));
+const statefulSet = only(base, "StatefulSet", "hourglass");
+const pod = statefulSet.spec.template.spec;
+const container = pod.containers.find((c) => c.name === "hourglass");
+
+// --- tests ---------------------------------------------------------------------------------
+
+test("the base renders exactly the expected objects, none of the Prometheus Operator's", () => {
+  const names = base.map((o) => `${o.kind}/${o.metadata.name}`).sort();
+  assert.deepEqual(
+    names.map((n) => n.replace(/^ConfigMap\/hourglass-flags-[a-z0-9]+$/, "ConfigMap/hourglass-flags")),
+    [
+      "ConfigMap/hourglass-flags",
+      "PodDisruptionBudget/hourglass",
+      "Service/hourglass",
+      "Service/hourglass-headless",
+      "StatefulSet/hourglass",
+    ],
+  );
+  assert.ok(base.every((o) => !o.apiVersion.startsWith("monitoring.coreos.com/")));
+});
+
+test("every rendered object validates against its Kubernetes schema", () => {
+  for (const object of [...base, ...monitoring]) {
+    assert.doesNotThrow(() => validate(object), `${object.kind}/${object.metadata.name}`);
+  }
+});
+
+test("the schema validation is live: broken objects are refused", () => {
+  const broken = structuredClone(statefulSet);
+  broken.spec.replicas = "one";
+  assert.throws(() => validate(broken), /replicas/);
+  const badProbe = structuredClone(statefulSet);
+  badProbe.spec.template.spec.containers[0].readinessProbe.grpc = {};
+  assert.throws(() => validate(badProbe), /port/);
+  const badMonitor = structuredClone(only(monitoring, "ServiceMonitor"));
+  badMonitor.spec.endpoints = "metrics";
+  assert.throws(() => validate(badMonitor), /endpoints/);
+});
+
+test("every object carries the app labels", () => {
+  for (const object of base) {
+    assert.equal(object.metadata.labels?.["app.kubernetes.io/name"], "hourglass", object.kind);
+    assert.equal(object.metadata.labels?.["app.kubernetes.io/component"], "server", object.kind);
+  }
+});
+
+test("StatefulSet: one pod, its headless Service, selectors that match its pods", () => {
+  assert.equal(statefulSet.spec.replicas, 1);
+  const podLabels = statefulSet.spec.template.metadata.labels;
+  assert.ok(matches(statefulSet.spec.selector.matchLabels, podLabels));
+  const headless = only(base, "Service", statefulSet.spec.serviceName);
+  assert.equal(headless.spec.clusterIP, "None");
+  for (const service of byKind(base, "Service")) {
+    assert.ok(matches(service.spec.selector, podLabels), `Service ${service.metadata.name}`);
+  }
+  const pdb = only(base, "PodDisruptionBudget");
+  assert.ok(matches(pdb.spec.selector.matchLabels, podLabels));
+});
+
+test("the data directory is a volume claim template mounted where the image keeps it", () => {
+  const templates = statefulSet.spec.volumeClaimTemplates;
+  assert.equal(templates.length, 1);
+  const claim = templates[0];
+  assert.deepEqual(claim.spec.accessModes, ["ReadWriteOnce"]);
+  assert.ok(parseQuantityBytes(claim.spec.resources.requests.storage) >= 2 ** 30);
+  const mount = container.volumeMounts.find((m) => m.name === claim.metadata.name);
+  assert.equal(mount.mountPath, DATA_DIR);
+  assert.ok(!mount.readOnly);
+  assert.ok(!(pod.volumes ?? []).some((v) => v.name === claim.metadata.name), "data shadowed");
+  const docker = dockerRuntime();
+  assert.ok(docker.volumes.includes(DATA_DIR), `Dockerfile VOLUME ${docker.volumes}`);
+  assert.ok(docker.entrypoint.includes(`--data_dir=${DATA_DIR}`));
+  assert.equal(container.args.filter((a) => a.startsWith("--data_dir=")).at(-1), `--data_dir=${DATA_DIR}`);
+  assert.ok(!("data_dir" in flags), "the data directory belongs to the StatefulSet, not hourglass.flags");
+});
+
+test("the flags come from the ConfigMap as a flag file, and name the container's ports", () => {
+  const configMap = only(base, "ConfigMap");
+  assert.match(configMap.metadata.name, /^hourglass-flags-[a-z0-9]+$/, "name carries a content hash");
+  assert.equal(
+    configMap.data["hourglass.flags"],
+    readFileSync(path.join(KUBERNETES_DIR, "hourglass.flags"), "utf8"),
+  );
+  const volume = pod.volumes.find((v) => v.configMap?.name === configMap.metadata.name);
+  assert.ok(volume, "no volume of the flags ConfigMap (kustomize renames references)");
+  const mount = container.volumeMounts.find((m) => m.name === volume.name);
+  assert.equal(mount.mountPath, FLAGFILE_MOUNT);
+  assert.equal(mount.readOnly, true);
+  assert.equal(container.args[0], `--flagfile=${FLAGFILE_MOUNT}/hourglass.flags`);
+  assert.deepEqual(container.args, [`--flagfile=${FLAGFILE_MOUNT}/hourglass.flags`, `--data_dir=${DATA_DIR}`]);
+
+  const ports = Object.fromEntries(container.ports.map((p) => [p.name, p.containerPort]));
+  assert.deepEqual(ports, { grpc: 7070, metrics: 9464 });
+  assert.equal(portOf(flags.grpc_address), ports.grpc);
+  assert.equal(portOf(flags.metrics_address), ports.metrics);
+  assert.deepEqual(dockerRuntime().exposed.sort(), [7070, 9464]);
+});
+
+test("Services: named ports; metrics only on the client Service, so each pod is scraped once", () => {
+  const client = only(base, "Service", "hourglass");
+  assert.deepEqual(
+    client.spec.ports.map((p) => [p.name, p.port, p.targetPort]),
+    [
+      ["grpc", 7070, "grpc"],
+      ["metrics", 9464, "metrics"],
+    ],
+  );
+  assert.notEqual(client.spec.clusterIP, "None");
+  const headless = only(base, "Service", "hourglass-headless");
+  assert.deepEqual(headless.spec.ports.map((p) => p.name), ["grpc"]);
+  for (const service of [client, headless]) {
+    for (const port of service.spec.ports) {
+      assert.ok(container.ports.some((p) => p.name === port.targetPort), `${port.targetPort}`);
+    }
+  }
+});
+
+test("probes: native gRPC readiness, liveness and a startup probe covering log recovery", () => {
+  for (const probe of ["startupProbe", "readinessProbe", "livenessProbe"]) {
+    assert.deepEqual(container[probe].grpc, { port: 7070 }, probe);
+    assert.equal(container[probe].httpGet, undefined);
+    assert.equal(container[probe].tcpSocket, undefined);
+    assert.equal(container[probe].exec, undefined);
+  }
+  const startup = container.startupProbe;
+  const startupBudgetSeconds = startup.periodSeconds * startup.failureThreshold;
+  // The most tasks the memory limit holds, and how long replaying them takes.
+  const tasks = parseQuantityBytes(container.resources.limits.memory) / BYTES_PER_TASK;
+  const recoverySeconds = (tasks / 1e6) * RECOVERY_SECONDS_PER_MILLION_TASKS;
+  assert.ok(
+    startupBudgetSeconds >= 10 * recoverySeconds && startupBudgetSeconds >= 60,
+    `startup probe allows ${startupBudgetSeconds} s; recovering ${Math.round(tasks)} tasks takes ~${recoverySeconds} s`,
+  );
+  assert.ok(container.livenessProbe.failureThreshold * container.livenessProbe.periodSeconds >= 20);
+});
+
+test("shutdown: a preStop pause, then a grace period covering the lame duck and --shutdown_grace", () => {
+  const command = container.lifecycle.preStop.exec.command;
+  assert.equal(command.length, 2);
+  assert.equal(command[0], "/bin/sleep");
+  const pauseSeconds = Number(command[1]);
+  assert.ok(pauseSeconds >= 2 && pauseSeconds <= 15, `preStop pause ${pauseSeconds}`);
+  const graceSeconds = parseDurationSeconds(flags.shutdown_grace);
+  assert.ok(
+    pod.terminationGracePeriodSeconds >= pauseSeconds + LAME_DUCK_SECONDS + graceSeconds + 2,
+    `terminationGracePeriodSeconds ${pod.terminationGracePeriodSeconds} < ${pauseSeconds} + ` +
+      `${LAME_DUCK_SECONDS} + ${graceSeconds} + 2`,
+  );
+});
+
+test("resources: CPU and memory requests and a memory limit", () => {
+  const { requests, limits } = container.resources;
+  assert.ok(requests.cpu);
+  assert.ok(parseQuantityBytes(requests.memory) > 0);
+  const limit = parseQuantityBytes(limits.memory);
+  assert.ok(limit >= parseQuantityBytes(requests.memory));
+  // At least a million pending tasks fit.
+  assert.ok(limit / BYTES_PER_TASK >= 1e6, `memory limit ${limits.memory}`);
+});
+
+test("security: non-root numeric user of the image, read-only root, nothing to escalate", () => {
+  const uid = Number(dockerRuntime().user.split(":")[0]);
+  assert.ok(uid > 0);
+  const podSecurity = pod.securityContext;
+  assert.equal(podSecurity.runAsNonRoot, true);
+  assert.equal(podSecurity.runAsUser, uid);
+  assert.equal(podSecurity.fsGroup, uid);
+  assert.deepEqual(podSecurity.seccompProfile, { type: "RuntimeDefault" });
+  const security = container.securityContext;
+  assert.equal(security.runAsNonRoot, true);
+  assert.equal(security.runAsUser, uid);
+  assert.equal(security.readOnlyRootFilesystem, true);
+  assert.equal(security.allowPrivilegeEscalation, false);
+  assert.notEqual(security.privileged, true);
+  assert.deepEqual(security.capabilities, { drop: ["ALL"] });
+  assert.deepEqual(security.seccompProfile, { type: "RuntimeDefault" });
+  assert.equal(pod.automountServiceAccountToken, false);
+  assert.ok(!pod.hostNetwork && !pod.hostPID && !pod.hostIPC);
+});
+
+test("the image is the project's version, never :latest", () => {
+  assert.equal(container.image, `hourglass:${projectVersion()}`);
+  assert.equal(container.imagePullPolicy, "IfNotPresent");
+});
+
+test("PodDisruptionBudget: at most one pod evicted at a time", () => {
+  const pdb = only(base, "PodDisruptionBudget");
+  assert.equal(pdb.apiVersion, "policy/v1");
+  assert.equal(pdb.spec.maxUnavailable, 1);
+});
+
+test("monitoring: a ServiceMonitor that scrapes each pod once and the PrometheusRule", () => {
+  assert.deepEqual(monitoring.map((o) => o.kind).sort(), ["PrometheusRule", "ServiceMonitor"]);
+  const monitor = only(monitoring, "ServiceMonitor");
+  const selected = byKind(base, "Service").filter((s) =>
+    matches(monitor.spec.selector.matchLabels, s.metadata.labels),
+  );
+  assert.ok(selected.length > 0, "the ServiceMonitor selects no Service");
+  for (const endpoint of monitor.spec.endpoints) {
+    const exposing = selected.filter((s) => s.spec.ports.some((p) => p.name === endpoint.port));
+    assert.equal(exposing.length, 1, `port ${endpoint.port} is on ${exposing.length} selected Services`);
+  }
+  const rule = only(monitoring, "PrometheusRule");
+  const alerts = rule.spec.groups.flatMap((g) => g.rules).filter((r) => r.alert);
+  assert.ok(alerts.length > 0);
+});
+
+test("the kustomization is checked by this test: a broken copy fails to render", () => {
+  const dir = mkdtempSync(path.join(tmpdir(), "hourglass-kustomize-"));
+  try {
+    cpSync(KUBERNETES_DIR, dir, { recursive: true });
+    writeFileSync(
+      path.join(dir, "kustomization.yaml"),
+      readFileSync(path.join(dir, "kustomization.yaml"), "utf8").replace(
+        "- poddisruptionbudget.yaml",
+        "- missing.yaml",
+      ),
+    );
+    assert.throws(() => render(dir));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
