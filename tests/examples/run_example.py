@@ -145,14 +145,21 @@ def main():
         server.start()
         check_walkthrough(server, args.command, env)
         check_unreachable(args.command, env)
-        code, seconds = server.terminate(close_clients_first=True)
+        code, _ = server.terminate(close_clients_first=True)
         assert code == 0, f"hourglass exited {code} after SIGTERM\n{server.log_tail()}"
     except AssertionError as error:
         print(f"FAILED: the {args.language} example: {error}", file=sys.stderr)
-        if server.process is not None and server.running():
-            server.kill()
+        return 1
+    except support.grpc.RpcError as error:
+        print(
+            f"FAILED: the {args.language} example: the test's own call failed: "
+            f"{error.code().name}: {error.details()}",
+            file=sys.stderr,
+        )
         return 1
     finally:
+        if server.running():  # Failed before SIGTERM: no server outlives the test.
+            server.kill()
         shutil.rmtree(work_dir, ignore_errors=True)
     print(f"passed: the {args.language} example against a live server")
     return 0
