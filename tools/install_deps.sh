@@ -23,6 +23,11 @@ apt_packages=(
   python3-grpcio python3-protobuf python3-pytest python3-yaml prometheus
   # Formatting.
   clang-format
+  # The Go example (examples/go), built offline in GOPATH mode from Debian's Go sources. The
+  # golang/protobuf 1.5 shim (over google.golang.org/protobuf, which the generated stubs use) is
+  # named so that apt does not take 1.3, the first choice of golang-google-grpc-dev's dependency.
+  golang-go protoc-gen-go protoc-gen-go-grpc golang-google-grpc-dev golang-google-protobuf-dev
+  golang-github-golang-protobuf-1-5-dev
 )
 
 missing=()
@@ -70,3 +75,15 @@ else
 fi
 # buf is a native binary inside the npm package: it must run offline from here on.
 echo "install_deps: buf $(node_modules/.bin/buf --version)" >&2
+
+# The Node.js example's @grpc/grpc-js and @grpc/proto-loader, pinned by its own lock file, in
+# examples/node/node_modules; skipped while that lock file is the one installed.
+example_lock_hash="$(sha256sum examples/node/package-lock.json | cut -d' ' -f1)"
+example_stamp=examples/node/node_modules/.hourglass-package-lock.sha256
+if [[ -f "${example_stamp}" ]] && [[ "$(cat "${example_stamp}")" == "${example_lock_hash}" ]]; then
+  echo "install_deps: examples/node/node_modules matches its package-lock.json" >&2
+else
+  echo "install_deps: npm ci --prefix examples/node" >&2
+  npm ci --prefix examples/node --no-audit --no-fund
+  echo "${example_lock_hash}" >"${example_stamp}"
+fi
