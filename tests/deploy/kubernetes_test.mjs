@@ -62,10 +62,95 @@ function modelClass(object) {
   return Model;
 }
 
-// Throws with the schema's message when `object` does not validate.
+// The schema's compiled validator (an ajv function) for an object's kind, from the same package.
+function schemaValidator(object) {
+  const [group, version] = object.apiVersion.includes("/")
+    ? object.apiVersion.split("/")
+    : ["core", object.apiVersion];
+  const capitalize = (word) => word[0].toUpperCase() + word.slice(1);
+  const id =
+    group === "monitoring.coreos.com"
+      ? `MonitoringCoreosCom${capitalize(version)}${object.kind}`
+      : `IoK8sApi${capitalize(group.replace(/\.k8s\.io$/, "").split(".")[0])}${capitalize(version)}${object.kind}`;
+  // The packages do not export _schemas/: reach it by file path, beside their entry points.
+  const packageEntry = require.resolve(
+    group === "monitoring.coreos.com" ? "@kubernetes-models/prometheus-operator" : "kubernetes-models",
+  );
+  return require(path.join(path.dirname(packageEntry), "_schemas", `${id}.js`)).validate;
+}
+
+// The fields of `object` that its schema does not know (typos such as `readinesProbe`, which
+// the schemas, lacking additionalProperties: false, let through). The schema's validator runs
+// on a proxy of the object that records every property the validator reads: it reads each
+// property its schema defines, and enumerates the keys of maps (labels, data). A key that it
+// neither read nor enumerated is unknown to the schema.
+function unknownFields(object) {
+  const validateSchema = schemaValidator(object);
+  const read = new Map(); // JSON pointer of an object -> the keys the validator read
+  const enumerated = new Set(); // JSON pointers of objects whose keys the validator listed
+  const proxies = new WeakMap();
+  const note = (pointer, key) => {
+    if (typeof key !== "string") return;
+    if (!read.has(pointer)) read.set(pointer, new Set());
+    read.get(pointer).add(key);
+  };
+  const wrap = (value, pointer) => {
+    if (value === null || typeof value !== "object") return value;
+    if (!proxies.has(value)) {
+      proxies.set(
+        value,
+        new Proxy(value, {
+          get(target, key, receiver) {
+            note(pointer, key);
+            const child = Reflect.get(target, key, receiver);
+            return typeof key === "string" && Object.hasOwn(target, key)
+              ? wrap(child, `${pointer}/${key}`)
+              : child;
+          },
+          has(target, key) {
+            note(pointer, key);
+            return Reflect.has(target, key);
+          },
+          getOwnPropertyDescriptor(target, key) {
+            note(pointer, key);
+            return Reflect.getOwnPropertyDescriptor(target, key);
+          },
+          ownKeys(target) {
+            enumerated.add(pointer);
+            return Reflect.ownKeys(target);
+          },
+        }),
+      );
+    }
+    return proxies.get(value);
+  };
+  if (!validateSchema(wrap(object, ""))) return []; // validate() reports those errors
+  const unknown = [];
+  const walk = (value, pointer) => {
+    if (value === null || typeof value !== "object") return;
+    if (Array.isArray(value)) {
+      value.forEach((item, index) => walk(item, `${pointer}/${index}`));
+      return;
+    }
+    for (const [key, child] of Object.entries(value)) {
+      if (!enumerated.has(pointer) && !read.get(pointer)?.has(key)) {
+        unknown.push(`${pointer}/${key}`);
+      } else {
+        walk(child, `${pointer}/${key}`);
+      }
+    }
+  };
+  walk(object, "");
+  return unknown;
+}
+
+// Throws with the schema's message when `object` does not validate, or names the fields its
+// schema does not know.
 function validate(object) {
   const Model = modelClass(object);
   new Model(object).validate();
+  const unknown = unknownFields(object);
+  assert.deepEqual(unknown, [], `${object.kind}/${object.metadata?.name}: fields unknown to its schema`);
 }
 
 function byKind(objects, kind) {
@@ -184,6 +269,27 @@ test("the schema validation is live: broken objects are refused", () => {
   const badMonitor = structuredClone(only(monitoring, "ServiceMonitor"));
   badMonitor.spec.endpoints = "metrics";
   assert.throws(() => validate(badMonitor), /endpoints/);
+});
+
+test("fields the schema does not know are refused, at any depth", () => {
+  const typos = structuredClone(statefulSet);
+  typos.spec.template.spec.containers[0].readinesProbe = { grpc: { port: 7070 } };
+  typos.spec.template.spec.securityContext.runAsNonroot = true;
+  typos.spec.volumeClaimTemplates[0].spec.resources.request = { storage: "1Gi" };
+  assert.deepEqual(unknownFields(typos).sort(), [
+    "/spec/template/spec/containers/0/readinesProbe",
+    "/spec/template/spec/securityContext/runAsNonroot",
+    "/spec/volumeClaimTemplates/0/spec/resources/request",
+  ]);
+  assert.throws(() => validate(typos), /unknown to its schema/);
+  // Map-valued fields (labels, ConfigMap data) take any key.
+  const configMap = structuredClone(only(base, "ConfigMap"));
+  configMap.metadata.labels["example.com/any-key"] = "x";
+  configMap.data["another.flags"] = "--x=1";
+  assert.deepEqual(unknownFields(configMap), []);
+  const monitor = structuredClone(only(monitoring, "ServiceMonitor"));
+  monitor.spec.endpoints[0].scrapeTimout = "5s";
+  assert.deepEqual(unknownFields(monitor), ["/spec/endpoints/0/scrapeTimout"]);
 });
 
 test("every object carries the app labels", () => {
