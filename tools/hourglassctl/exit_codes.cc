@@ -1,0 +1,86 @@
+#include "tools/hourglassctl/exit_codes.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace hourglass::ctl {
+
+ExitCode ExitCodeFor(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::StatusCode::OK:
+      return kExitOk;
+    case grpc::StatusCode::NOT_FOUND:
+      return kExitNotFound;
+    case grpc::StatusCode::INVALID_ARGUMENT:
+    case grpc::StatusCode::OUT_OF_RANGE:
+      return kExitInvalidArgument;
+    case grpc::StatusCode::ALREADY_EXISTS:
+    case grpc::StatusCode::FAILED_PRECONDITION:
+    case grpc::StatusCode::ABORTED:
+      return kExitConflict;
+    case grpc::StatusCode::UNAVAILABLE:
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return kExitUnavailable;
+    case grpc::StatusCode::UNIMPLEMENTED:
+      return kExitUnimplemented;
+    default:
+      return kExitRpcFailed;
+  }
+}
+
+std::string StatusCodeName(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::StatusCode::OK:
+      return "OK";
+    case grpc::StatusCode::CANCELLED:
+      return "CANCELLED";
+    case grpc::StatusCode::UNKNOWN:
+      return "UNKNOWN";
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      return "INVALID_ARGUMENT";
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return "DEADLINE_EXCEEDED";
+    case grpc::StatusCode::NOT_FOUND:
+      return "NOT_FOUND";
+    case grpc::StatusCode::ALREADY_EXISTS:
+      return "ALREADY_EXISTS";
+    case grpc::StatusCode::PERMISSION_DENIED:
+      return "PERMISSION_DENIED";
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      return "RESOURCE_EXHAUSTED";
+    case grpc::StatusCode::FAILED_PRECONDITION:
+      return "FAILED_PRECONDITION";
+    case grpc::StatusCode::ABORTED:
+      return "ABORTED";
+    case grpc::StatusCode::OUT_OF_RANGE:
+      return "OUT_OF_RANGE";
+    case grpc::StatusCode::UNIMPLEMENTED:
+      return "UNIMPLEMENTED";
+    case grpc::StatusCode::INTERNAL:
+      return "INTERNAL";
+    case grpc::StatusCode::UNAVAILABLE:
+      return "UNAVAILABLE";
+    case grpc::StatusCode::DATA_LOSS:
+      return "DATA_LOSS";
+    case grpc::StatusCode::UNAUTHENTICATED:
+      return "UNAUTHENTICATED";
+    default:
+      return absl::StrCat("CODE_", static_cast<int>(code));
+  }
+}
+
+std::string ExitCodesHelp() {
+  return "  0  success\n"
+         "  1  the RPC failed with another gRPC code (INTERNAL, UNKNOWN, RESOURCE_EXHAUSTED, ...)\n"
+         "  2  usage error: bad command line or unreadable --payload_file; nothing was sent\n"
+         "  3  NOT_FOUND: no such task (or it is no longer retained)\n"
+         "  4  INVALID_ARGUMENT or OUT_OF_RANGE: the server refused the request's content\n"
+         "  5  ALREADY_EXISTS, FAILED_PRECONDITION or ABORTED: the task's state does not allow\n"
+         "     the command (leased, finished, not DEAD, stale lease token, id in use)\n"
+         "  6  UNAVAILABLE or DEADLINE_EXCEEDED: no server answered in time; retrying may help\n"
+         "  7  UNIMPLEMENTED: the server does not know the command yet\n"
+         "Failures print \"hourglassctl: <CODE>: <message>\" on stderr (\"hourglassctl: "
+         "<message>\"\n"
+         "for usage errors).\n";
+}
+
+}  // namespace hourglass::ctl
