@@ -63,14 +63,16 @@ def prestop_seconds():
 
 
 class Server:
-    """The hourglass binary started with `args`; its stderr JSON lines are collected."""
+    """The hourglass binary started with `args` (behind `wrapper`, a command that execs its
+    arguments, if given); its stderr JSON lines are collected."""
 
-    def __init__(self, args):
+    def __init__(self, args, wrapper=()):
         self.events = []
         self.lines = []
         self._cond = threading.Condition()
         self.process = subprocess.Popen(
-            [BINARY, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+            [*wrapper, BINARY, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            text=True,
         )
         threading.Thread(target=self._read, daemon=True).start()
 
