@@ -77,13 +77,18 @@ fi
 echo "install_deps: buf $(node_modules/.bin/buf --version)" >&2
 
 # The Node.js example's @grpc/grpc-js and @grpc/proto-loader, pinned by its own lock file, in
-# examples/node/node_modules; skipped while that lock file is the one installed.
-example_lock_hash="$(sha256sum examples/node/package-lock.json | cut -d' ' -f1)"
+# examples/node/node_modules; skipped while that lock file is the one installed, and where there
+# is no example (the container image's dependency layer has only this script and the top-level
+# package files).
+example_lock=examples/node/package-lock.json
 example_stamp=examples/node/node_modules/.hourglass-package-lock.sha256
-if [[ -f "${example_stamp}" ]] && [[ "$(cat "${example_stamp}")" == "${example_lock_hash}" ]]; then
+if [[ ! -f "${example_lock}" ]]; then
+  echo "install_deps: no ${example_lock}, no npm ci for the Node.js example" >&2
+elif [[ -f "${example_stamp}" ]] &&
+  [[ "$(cat "${example_stamp}")" == "$(sha256sum "${example_lock}" | cut -d' ' -f1)" ]]; then
   echo "install_deps: examples/node/node_modules matches its package-lock.json" >&2
 else
   echo "install_deps: npm ci --prefix examples/node" >&2
   npm ci --prefix examples/node --no-audit --no-fund
-  echo "${example_lock_hash}" >"${example_stamp}"
+  sha256sum "${example_lock}" | cut -d' ' -f1 >"${example_stamp}"
 fi
