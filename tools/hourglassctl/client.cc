@@ -56,10 +56,18 @@ absl::StatusOr<std::string> ReadPayloadFile(const std::string& path, std::istrea
   return payload;
 }
 
-// Prints the failure of an RPC and returns its exit code.
-int RpcFailed(const grpc::Status& status, std::ostream& err) {
-  err << "hourglassctl: " << StatusCodeName(status.error_code()) << ": " << status.error_message()
-      << "\n";
+// Prints the failure of a call of `method` ("SchedulerService/ListTasks") and returns its exit
+// code. A status without a message (UNIMPLEMENTED from an older server) names the method.
+int RpcFailed(const grpc::Status& status, absl::string_view method, std::ostream& err) {
+  err << "hourglassctl: " << StatusCodeName(status.error_code()) << ": ";
+  if (!status.error_message().empty()) {
+    err << status.error_message();
+  } else if (status.error_code() == grpc::StatusCode::UNIMPLEMENTED) {
+    err << "the server does not implement hourglass.v1." << method;
+  } else {
+    err << "hourglass.v1." << method << " failed";
+  }
+  err << "\n";
   return ExitCodeFor(status.error_code());
 }
 
@@ -92,7 +100,7 @@ int RunList(const Invocation& invocation, v1::SchedulerService::Stub& scheduler,
     SetDeadline(context, options);
     v1::ListTasksResponse page;
     const grpc::Status status = scheduler.ListTasks(&context, request, &page);
-    if (!status.ok()) return RpcFailed(status, err);
+    if (!status.ok()) return RpcFailed(status, "SchedulerService/ListTasks", err);
     for (v1::Task& task : *page.mutable_tasks()) *all.add_tasks() = std::move(task);
     all.set_next_page_token(page.next_page_token());
     if (!options.all || page.next_page_token().empty()) break;
@@ -237,7 +245,7 @@ int Run(const Invocation& invocation, const std::shared_ptr<grpc::Channel>& chan
       }
       v1::ScheduleResponse response;
       status = scheduler->Schedule(&context, *request, &response);
-      if (!status.ok()) return RpcFailed(status, err);
+      if (!status.ok()) return RpcFailed(status, "SchedulerService/Schedule", err);
       out << (json ? ToJson(response) : FormatScheduled(response, now()));
       return kExitOk;
     }
@@ -246,7 +254,7 @@ int Run(const Invocation& invocation, const std::shared_ptr<grpc::Channel>& chan
       request.set_task_id(invocation.args.at(0));
       v1::CancelResponse response;
       status = scheduler->Cancel(&context, request, &response);
-      if (!status.ok()) return RpcFailed(status, err);
+      if (!status.ok()) return RpcFailed(status, "SchedulerService/Cancel", err);
       return PrintTaskResponse(options, response, out, now());
     }
     case Command::kStatus: {
@@ -254,13 +262,13 @@ int Run(const Invocation& invocation, const std::shared_ptr<grpc::Channel>& chan
       request.set_task_id(invocation.args.at(0));
       v1::GetStatusResponse response;
       status = scheduler->GetStatus(&context, request, &response);
-      if (!status.ok()) return RpcFailed(status, err);
+      if (!status.ok()) return RpcFailed(status, "SchedulerService/GetStatus", err);
       return PrintTaskResponse(options, response, out, now());
     }
     case Command::kReschedule: {
       v1::RescheduleResponse response;
       status = scheduler->Reschedule(&context, BuildRescheduleRequest(invocation), &response);
-      if (!status.ok()) return RpcFailed(status, err);
+      if (!status.ok()) return RpcFailed(status, "SchedulerService/Reschedule", err);
       return PrintTaskResponse(options, response, out, now());
     }
     case Command::kLease: {
@@ -268,7 +276,7 @@ int Run(const Invocation& invocation, const std::shared_ptr<grpc::Channel>& chan
       SetDeadline(lease_context, options, options.wait);
       v1::LeaseResponse response;
       status = consumer->Lease(&lease_context, BuildLeaseRequest(invocation), &response);
-      if (!status.ok()) return RpcFailed(status, err);
+      if (!status.ok()) return RpcFailed(status, "ConsumerService/Lease", err);
       out << (json ? ToJson(response) : FormatLeasedTasks(response, now()));
       return kExitOk;
     }
@@ -278,20 +286,20 @@ int Run(const Invocation& invocation, const std::shared_ptr<grpc::Channel>& chan
       request.set_lease_token(invocation.args.at(1));
       v1::AckResponse response;
       status = consumer->Ack(&context, request, &response);
-      if (!status.ok()) return RpcFailed(status, err);
+      if (!status.ok()) return RpcFailed(status, "ConsumerService/Ack", err);
       out << (json ? ToJson(response) : absl::StrCat("acked ", request.task_id(), "\n"));
       return kExitOk;
     }
     case Command::kNack: {
       v1::NackResponse response;
       status = consumer->Nack(&context, BuildNackRequest(invocation), &response);
-      if (!status.ok()) return RpcFailed(status, err);
+      if (!status.ok()) return RpcFailed(status, "ConsumerService/Nack", err);
       return PrintTaskResponse(options, response, out, now());
     }
     case Command::kExtend: {
       v1::ExtendLeaseResponse response;
       status = consumer->ExtendLease(&context, BuildExtendLeaseRequest(invocation), &response);
-      if (!status.ok()) return RpcFailed(status, err);
+      if (!status.ok()) return RpcFailed(status, "ConsumerService/ExtendLease", err);
       out << (json ? ToJson(response) : FormatExtended(invocation.args.at(0), response, now()));
       return kExitOk;
     }
@@ -302,7 +310,7 @@ int Run(const Invocation& invocation, const std::shared_ptr<grpc::Channel>& chan
       request.set_task_id(invocation.args.at(0));
       v1::RetryTaskResponse response;
       status = scheduler->RetryTask(&context, request, &response);
-      if (!status.ok()) return RpcFailed(status, err);
+      if (!status.ok()) return RpcFailed(status, "SchedulerService/RetryTask", err);
       return PrintTaskResponse(options, response, out, now());
     }
   }
