@@ -318,3 +318,40 @@ def test_a_broken_expression_fails(traffic_done):
     with pytest.raises(AssertionError, match="bad_data"):
         traffic_done.query('histogram_quantile(0.9, "x")')
     assert traffic_done.query("hourglass_no_such_metric") == []
+
+
+def panel_expr(dashboard, title, ref_id, values):
+    (panel,) = [p for p in promql.all_panels(dashboard) if p.get("title") == title]
+    (target,) = [t for t in panel["targets"] if t["refId"] == ref_id]
+    return promql.substitute(target["expr"], values)
+
+
+def test_panels_show_the_traffic(traffic_done):
+    """The gauges' panels add up what the traffic left behind, queue by queue."""
+    dashboard = promql.load_dashboard()
+    values = {"job": ".*", "instance": ".*", "queue": ".*"}
+
+    def by(label, title, ref_id):
+        result = traffic_done.query(panel_expr(dashboard, title, ref_id, values))
+        return {
+            tuple(r["metric"].get(part, "") for part in label.split(",")): float(r["value"][1])
+            for r in result
+        }
+
+    def nonzero(series):
+        return {k: v for k, v in series.items() if v}
+
+    queues = "Pending and ready tasks by queue"
+    expected = traffic.EXPECTED["tasks"]
+    for ref_id, state in (("A", "scheduled"), ("B", "ready"), ("C", "leased")):
+        want = {(q,): n for (q, s), n in expected.items() if s == state}
+        assert nonzero(by("queue", queues, ref_id)) == want, state
+    finished = nonzero(by("queue,state", "Finished tasks retained by queue", "A"))
+    assert finished == {
+        k: v for k, v in expected.items() if k[1] != "ready" and k[1] != "scheduled"
+    }
+    assert nonzero(by("queue", "Dead tasks by queue", "A")) == {(traffic.FLAKY,): 5}
+    assert by("", "Instances up", "A") == {("",): 1}
+    assert by("", "Ready tasks", "A") == {("",): expected[(traffic.WORK, "ready")]}
+    (build,) = traffic_done.query('hourglass_build_info{job="hourglass"}')
+    assert by("version", "Version", "A") == {(build["metric"]["version"],): 1}
