@@ -38,7 +38,7 @@ ABSL_FLAG(OutputFormat, output, OutputFormat::kText,
 // Command flags.
 ABSL_FLAG(std::string, queue, "",
           "queue name, [A-Za-z0-9._-]{1,200}; schedule and lease use the queue \"default\" "
-          "without it, list lists every queue");
+          "without it, list lists every queue");  // Each command explains it: kCommandFlagHelp.
 ABSL_FLAG(std::string, id, "",
           "the task's id and idempotency key (printable ASCII, at most 200 bytes); without it the "
           "server makes one");
@@ -665,15 +665,36 @@ namespace {
 
 // "  --delay=D          due this long from now (0s: now)" with the default when it says
 // something, wrapped at 100 columns.
-std::string FlagHelp(absl::string_view name) {
+// A flag whose meaning depends on the command is explained for that command.
+struct CommandFlagHelp {
+  Command command;
+  absl::string_view flag;
+  absl::string_view help;
+  bool show_default;
+};
+constexpr CommandFlagHelp kCommandFlagHelp[] = {
+    {Command::kSchedule, "queue", "queue name, [A-Za-z0-9._-]{1,200} (default \"default\")", false},
+    {Command::kLease, "queue", "queue name, [A-Za-z0-9._-]{1,200} (default \"default\")", false},
+    {Command::kList, "queue", "only tasks of this queue (default: every queue)", false},
+    {Command::kLease, "lease", "how long the consumer holds the tasks, 1s to 12h", true},
+    {Command::kExtend, "lease", "the new lease's length from now, 1s to 12h (required)", false},
+};
+
+std::string FlagHelp(absl::string_view name, std::optional<Command> command = std::nullopt) {
   absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
   std::string head = absl::StrCat("  --", name);
   const std::string placeholder = Placeholder(name);
   if (!placeholder.empty()) absl::StrAppend(&head, "=", placeholder);
   std::string text = flag->Help();
   const std::string default_value = flag->DefaultValue();
-  const bool says_something = !default_value.empty() && default_value != "0" &&
-                              default_value != "false" && name != "max_attempts";
+  bool says_something = !default_value.empty() && default_value != "0" &&
+                        default_value != "false" && name != "max_attempts";
+  for (const CommandFlagHelp& special : kCommandFlagHelp) {
+    if (special.command == command && special.flag == name) {
+      text = std::string(special.help);
+      says_something = special.show_default;
+    }
+  }
   if (says_something) absl::StrAppend(&text, " (default ", default_value, ")");
   if (IsRepeatableFlag(name)) absl::StrAppend(&text, " [repeatable]");
   constexpr size_t kHelpColumn = 26;
@@ -752,7 +773,7 @@ std::string CommandHelp(Command command) {
   }
   if (!spec.flags.empty()) {
     absl::StrAppend(&out, "\nFlags:\n");
-    for (const std::string& name : spec.flags) absl::StrAppend(&out, FlagHelp(name));
+    for (const std::string& name : spec.flags) absl::StrAppend(&out, FlagHelp(name, command));
   }
   absl::StrAppend(&out, "\nGlobal flags:\n");
   for (const std::string& name : GlobalFlags()) absl::StrAppend(&out, FlagHelp(name));

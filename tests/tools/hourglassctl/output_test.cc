@@ -265,6 +265,14 @@ TEST(HelpTest, CoversEveryCommandFlagAndExitCode) {
   EXPECT_THAT(CommandHelp(Command::kSchedule),
               HasSubstr("  --delay=D               due this long from now (0s: now)\n"));
   EXPECT_THAT(CommandHelp(Command::kLease), HasSubstr("(default 5s)"));
+  // A flag that means something else per command is explained per command.
+  EXPECT_THAT(CommandHelp(Command::kExtend),
+              HasSubstr("  --lease=D               the new lease's length from now, 1s to 12h "
+                        "(required)\n"));
+  EXPECT_THAT(CommandHelp(Command::kLease),
+              HasSubstr("how long the consumer holds the tasks, 1s to 12h (default 30s)\n"));
+  EXPECT_THAT(CommandHelp(Command::kList),
+              HasSubstr("only tasks of this queue (default: every queue)\n"));
   EXPECT_THAT(CommandHelp(Command::kAck), HasSubstr("\n  TOKEN "));
   // No line of help is wider than 100 columns.
   for (Command command : AllCommands()) {
