@@ -237,6 +237,15 @@ def dashboard_expressions(dashboard):
     return out
 
 
+def annotation_expressions(dashboard):
+    """(where, expr) of every Prometheus annotation query."""
+    return [
+        (f"annotation {a['name']!r}", a["expr"])
+        for a in dashboard.get("annotations", {}).get("list", [])
+        if a.get("expr")
+    ]
+
+
 def variable_queries(dashboard):
     """(variable name, metric selector, label) of every `label_values(selector, label)` variable."""
     out = []

@@ -103,6 +103,18 @@ def test_query_variables(dashboard):
     assert "$job" in queries["queue"][0] and "$instance" in queries["queue"][0]
 
 
+def test_alert_annotations(dashboard):
+    ((where, expr),) = promql.annotation_expressions(dashboard)
+    ((name, matchers),) = promql.selectors(promql.substitute(expr, VARIABLES))
+    assert name == "ALERTS", where
+    assert ("alertname", "=~", "Hourglass.*") in matchers and (
+        "alertstate",
+        "=",
+        "firing",
+    ) in matchers
+    assert ("job", "=~", ".*") in matchers and ("instance", "=~", ".*") in matchers
+
+
 def test_panel_ids_are_unique_and_grid_positions_do_not_overlap(dashboard):
     panels = promql.all_panels(dashboard)
     ids = [p["id"] for p in panels]

@@ -33,6 +33,10 @@ def expressions():
         (f"variable {name}", promql.substitute(selector, variables))
         for name, selector, _ in promql.variable_queries(dashboard)
     ]
+    out += [
+        (where, promql.substitute(expr, variables))
+        for where, expr in promql.annotation_expressions(dashboard)
+    ]
     out += promql.rule_expressions(promql.load_rules())
     return out
 

@@ -355,3 +355,18 @@ def test_panels_show_the_traffic(traffic_done):
     assert by("", "Ready tasks", "A") == {("",): expected[(traffic.WORK, "ready")]}
     (build,) = traffic_done.query('hourglass_build_info{job="hourglass"}')
     assert by("version", "Version", "A") == {(build["metric"]["version"],): 1}
+
+
+def test_alert_annotation_finds_the_alerts(traffic_done):
+    """The annotation query runs; with `pending` for `firing` it finds the dead-task alert (which
+    fires only after its `for: 1m`)."""
+    dashboard = promql.load_dashboard()
+    ((_, expr),) = promql.annotation_expressions(dashboard)
+    expr = promql.substitute(expr, {"job": ".*", "instance": ".*"})
+    traffic_done.query(expr)
+    pending = expr.replace('alertstate="firing"', 'alertstate="pending"')
+    assert pending != expr
+    alerts = support.wait_until(
+        lambda: traffic_done.query(pending), WAIT_S, interval_s=0.5, what=f"{pending} to match"
+    )
+    assert {a["metric"]["alertname"] for a in alerts} >= {"HourglassDeadTasksIncreasing"}
