@@ -43,6 +43,14 @@ REQUIRED_METRICS = {
     "hourglass_dispatch_queue_capacity",
     "hourglass_ticker_wakeups_total",
 }
+# Unit ids of Grafana's value formats (packages/grafana-data/src/valueFormats/categories.ts)
+# that suit hourglass's metrics; a misspelt id would show raw numbers.
+GRAFANA_UNITS = {
+    "none", "short", "percent", "percentunit",
+    "s", "ms", "µs", "ns", "dtdurations",
+    "bytes", "decbytes", "Bps",
+    "ops", "reqps", "rps", "wps", "hertz",
+}  # fmt: skip
 # `kubectl apply` keeps the whole object in an annotation limited to 256 KiB.
 MAX_DASHBOARD_BYTES = 256 * 1024 - 4096
 
@@ -148,9 +156,10 @@ def test_every_panel_has_datasource_unit_and_targets(dashboard):
         assert p["datasource"] == DATASOURCE, where
         unit = p.get("fieldConfig", {}).get("defaults", {}).get("unit")
         assert isinstance(unit, str) and unit, f"{where}: no unit"
+        assert unit in GRAFANA_UNITS, f"{where}: {unit!r} is not a Grafana unit id"
         if p["type"] == "heatmap":
             assert p["options"]["calculate"] is False, f"{where}: buckets come from Prometheus"
-            assert p["options"]["yAxis"]["unit"], f"{where}: no y axis unit"
+            assert p["options"]["yAxis"]["unit"] in GRAFANA_UNITS, f"{where}: y axis unit"
         targets = p.get("targets")
         assert targets, f"{where}: no targets"
         ref_ids = [t["refId"] for t in targets]
