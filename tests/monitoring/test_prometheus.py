@@ -1,7 +1,8 @@
 """A real Prometheus (Debian's /usr/bin/prometheus) scrapes a real hourglass every second with
 deploy/prometheus/rules.yaml loaded; after known traffic its HTTP API returns the expected
-counts, every rule evaluates without error, the dead-task alert goes pending, and every dashboard
-expression and variable query runs and returns series (CTest: prometheus_scrape)."""
+counts, every rule evaluates without error, the dead-task alert goes pending, every dashboard
+expression, variable query and annotation runs (and the panels return series, the task panels the
+traffic's figures) (CTest: prometheus_scrape)."""
 
 import json
 import os
