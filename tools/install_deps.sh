@@ -23,6 +23,9 @@ apt_packages=(
   python3-grpcio python3-protobuf python3-pytest python3-yaml prometheus
   # Formatting.
   clang-format
+  # The deploy tests: a minimal Debian root filesystem to carry out the Dockerfile's runtime
+  # stage in, without Docker (tests/deploy/test_runtime_stage.py).
+  mmdebstrap
   # The Go example (examples/go), built offline in GOPATH mode from Debian's Go sources. The
   # golang/protobuf 1.5 shim (over google.golang.org/protobuf, which the generated stubs use) is
   # named so that apt does not take 1.3, the first choice of golang-google-grpc-dev's dependency.

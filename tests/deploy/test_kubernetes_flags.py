@@ -63,15 +63,15 @@ def prestop_seconds():
 
 
 class Server:
-    """The hourglass binary started with `args` (behind `wrapper`, a command that execs its
-    arguments, if given); its stderr JSON lines are collected."""
+    """The hourglass binary (`binary`) started with `args`, behind `wrapper` (a command that
+    execs its arguments) if given; its stderr JSON lines are collected."""
 
-    def __init__(self, args, wrapper=()):
+    def __init__(self, args, wrapper=(), binary=BINARY):
         self.events = []
         self.lines = []
         self._cond = threading.Condition()
         self.process = subprocess.Popen(
-            [*wrapper, BINARY, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            [*wrapper, binary, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             text=True,
         )
         threading.Thread(target=self._read, daemon=True).start()
