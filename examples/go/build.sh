@@ -3,7 +3,7 @@
 #   OUTDIR/gopath/src/hourglass/gen/hourglass/v1/  the stubs, generated from protos/ by
 #                                                  protoc-gen-go and protoc-gen-go-grpc
 #   OUTDIR/go-cache/                               Go's build cache
-#   OUTDIR/quickstart                              the program
+#   OUTDIR/quickstart                              the program (after `go vet`)
 #
 # Debian ships Go libraries as source in /usr/share/gocode (golang-google-grpc-dev,
 # golang-google-protobuf-dev, ...) for GOPATH mode, so this builds in GOPATH mode, with the
@@ -45,5 +45,7 @@ mkdir -p "${gopath}/src"
   hourglass/v1/task.proto hourglass/v1/scheduler_service.proto hourglass/v1/consumer_service.proto
 
 cd "${here}"
-env GO111MODULE=off GOPATH="${gopath}:${gocode}" GOCACHE="${out}/go-cache" GOPROXY=off \
-  GOFLAGS= GOENV=off "${go}" build -o "${out}/quickstart" .
+go_env=(env GO111MODULE=off GOPATH="${gopath}:${gocode}" GOCACHE="${out}/go-cache" GOPROXY=off
+  GOFLAGS= GOENV=off)
+"${go_env[@]}" "${go}" vet .
+"${go_env[@]}" "${go}" build -o "${out}/quickstart" .

@@ -9,7 +9,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -22,8 +21,12 @@ import (
 	hourglassv1 "hourglass/gen/hourglass/v1"
 )
 
-// rpcTimeout bounds every call but Lease, whose deadline covers its wait.
-const rpcTimeout = 10 * time.Second
+const (
+	// rpcTimeout bounds each call but Lease, whose deadline covers its wait as well.
+	rpcTimeout = 10 * time.Second
+	// leaseWait is how long Lease waits for a due task before it answers with none.
+	leaseWait = 10 * time.Second
+)
 
 func main() {
 	address := os.Getenv("HOURGLASS_ADDRESS")
@@ -51,9 +54,9 @@ func run(address, queue string) error {
 	consumer := hourglassv1.NewConsumerServiceClient(conn)
 
 	// Producer: deliver this payload to the queue's consumers in 1 second.
-	ctx, cancel := context.WithTimeout(context.Background(), rpcTimeout)
-	defer cancel()
-	scheduled, err := scheduler.Schedule(ctx, &hourglassv1.ScheduleRequest{
+	scheduleCtx, scheduleCancel := context.WithTimeout(context.Background(), rpcTimeout)
+	defer scheduleCancel()
+	scheduled, err := scheduler.Schedule(scheduleCtx, &hourglassv1.ScheduleRequest{
 		Queue:   queue,
 		Payload: []byte("hello, hourglass"),
 		Headers: map[string]string{"content-type": "text/plain"},
@@ -67,18 +70,18 @@ func run(address, queue string) error {
 
 	// Consumer: a long poll that returns as soon as a task is due (or empty after 10 s).
 	start := time.Now()
-	leaseCtx, leaseCancel := context.WithTimeout(context.Background(), 10*time.Second+rpcTimeout)
+	leaseCtx, leaseCancel := context.WithTimeout(context.Background(), leaseWait+rpcTimeout)
 	defer leaseCancel()
 	leased, err := consumer.Lease(leaseCtx, &hourglassv1.LeaseRequest{
 		Queue:    queue,
 		MaxTasks: 1,
-		Wait:     durationpb.New(10 * time.Second),
+		Wait:     durationpb.New(leaseWait),
 	})
 	if err != nil {
 		return rpcError("Lease", address, err)
 	}
 	if len(leased.GetTasks()) == 0 {
-		return errors.New("no task was leased within 10 s")
+		return fmt.Errorf("no task was leased within %s", leaseWait)
 	}
 	task := leased.GetTasks()[0]
 	fmt.Printf("leased %s (attempt %d) after %.1f s: %s\n", task.GetTaskId(), task.GetAttempt(),
@@ -86,7 +89,9 @@ func run(address, queue string) error {
 
 	// Do the work here, then Ack; delivery is at least once, so the work must be safe to repeat
 	// for the same task id. (Nack instead has the task retried with backoff.)
-	if _, err := consumer.Ack(ctx, &hourglassv1.AckRequest{
+	ackCtx, ackCancel := context.WithTimeout(context.Background(), rpcTimeout)
+	defer ackCancel()
+	if _, err := consumer.Ack(ackCtx, &hourglassv1.AckRequest{
 		TaskId:     task.GetTaskId(),
 		LeaseToken: task.GetLeaseToken(),
 	}); err != nil {
@@ -94,7 +99,10 @@ func run(address, queue string) error {
 	}
 	fmt.Println("acked")
 
-	got, err := scheduler.GetStatus(ctx, &hourglassv1.GetStatusRequest{TaskId: scheduled.GetTaskId()})
+	statusCtx, statusCancel := context.WithTimeout(context.Background(), rpcTimeout)
+	defer statusCancel()
+	got, err := scheduler.GetStatus(statusCtx,
+		&hourglassv1.GetStatusRequest{TaskId: scheduled.GetTaskId()})
 	if err != nil {
 		return rpcError("GetStatus", address, err)
 	}
