@@ -93,9 +93,7 @@ namespace hourglass::ctl {
 bool AbslParseFlag(absl::string_view text, DurationValue* duration, std::string* error) {
   absl::StatusOr<absl::Duration> parsed = ParseDurationArg("", text);
   if (!parsed.ok()) {
-    // ParseDurationArg names the flag ("--: ..."); the caller adds the real name.
-    *error = std::string(absl::StripPrefix(parsed.status().message(), "--: "));
-    *error = std::string(absl::StripPrefix(*error, "-- "));
+    *error = std::string(parsed.status().message());  // The caller names the flag.
     return false;
   }
   duration->value = *parsed;
@@ -113,8 +111,7 @@ bool AbslParseFlag(absl::string_view text, TimeValue* time, std::string* error) 
   }
   absl::StatusOr<absl::Time> parsed = ParseTimeArg("", text);
   if (!parsed.ok()) {
-    *error = std::string(absl::StripPrefix(parsed.status().message(), "--: "));
-    *error = std::string(absl::StripPrefix(*error, "-- "));
+    *error = std::string(parsed.status().message());  // The caller names the flag.
     return false;
   }
   time->value = *parsed;
@@ -464,8 +461,9 @@ absl::Status Usage(absl::string_view message) { return absl::InvalidArgumentErro
 // earlier one (tests parse many command lines in one process).
 void ResetFlags() {
   std::vector<std::string> names = GlobalFlags();
-  for (const CommandSpec& spec : Specs())
+  for (const CommandSpec& spec : Specs()) {
     names.insert(names.end(), spec.flags.begin(), spec.flags.end());
+  }
   for (const std::string& name : names) {
     absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
     std::string error;

@@ -26,6 +26,12 @@ bool ConsumeDays(absl::string_view& text, int64_t& days) {
   return true;
 }
 
+// "--delay: " before a message, or nothing for a value without a flag (AbslParseFlag, whose
+// caller names the flag).
+std::string Prefix(absl::string_view flag) {
+  return flag.empty() ? "" : absl::StrCat("--", flag, ": ");
+}
+
 }  // namespace
 
 absl::StatusOr<absl::Duration> ParseDurationArg(absl::string_view flag, absl::string_view text) {
@@ -38,16 +44,16 @@ absl::StatusOr<absl::Duration> ParseDurationArg(absl::string_view flag, absl::st
     // absl reads "-5s" and "inf" too; a sign after the days ("1d-2h") is not a duration.
     if (!absl::ParseDuration(rest, &tail) || (has_days && (rest[0] == '-' || rest[0] == '+'))) {
       return absl::InvalidArgumentError(
-          absl::StrCat("--", flag, ": \"", text, "\" is not a duration; ", kDurationHint));
+          absl::StrCat(Prefix(flag), "\"", text, "\" is not a duration; ", kDurationHint));
     }
     duration += tail;
   }
   if (duration == absl::InfiniteDuration() || duration == -absl::InfiniteDuration()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("--", flag, " must be finite, got \"", text, "\""));
+        absl::StrCat(Prefix(flag), "must be finite, got \"", text, "\""));
   }
   if (duration < absl::ZeroDuration()) {
-    return absl::InvalidArgumentError(absl::StrCat("--", flag, " must be >= 0, got ", text));
+    return absl::InvalidArgumentError(absl::StrCat(Prefix(flag), "must be >= 0, got ", text));
   }
   return duration;
 }
@@ -57,12 +63,12 @@ absl::StatusOr<absl::Time> ParseTimeArg(absl::string_view flag, absl::string_vie
   std::string error;
   if (!absl::ParseTime(absl::RFC3339_full, text, &time, &error)) {
     return absl::InvalidArgumentError(
-        absl::StrCat("--", flag, ": \"", text,
+        absl::StrCat(Prefix(flag), "\"", text,
                      "\" is not an RFC 3339 time; write it like 2026-12-01T03:00:00Z or "
                      "2026-12-01T04:00:00+01:00"));
   }
   if (time == absl::InfiniteFuture() || time == absl::InfinitePast()) {
-    return absl::InvalidArgumentError(absl::StrCat("--", flag, " must be finite, got ", text));
+    return absl::InvalidArgumentError(absl::StrCat(Prefix(flag), "must be finite, got ", text));
   }
   return time;
 }

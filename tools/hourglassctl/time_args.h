@@ -23,7 +23,8 @@
 
 namespace hourglass::ctl {
 
-// Parses the value of the flag `flag` (named in the error message) as a duration >= 0.
+// Parses the value of the flag `flag` as a duration >= 0. Error messages start with "--flag: "
+// (nothing for an empty `flag`).
 absl::StatusOr<absl::Duration> ParseDurationArg(absl::string_view flag, absl::string_view text);
 
 // Parses the value of the flag `flag` as an RFC 3339 time with a UTC offset.

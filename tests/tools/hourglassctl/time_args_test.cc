@@ -34,9 +34,9 @@ TEST(TimeArgsTest, RefusesBadDurationsNamingTheFlag) {
             absl::InvalidArgumentError("--delay: \"90\" is not a duration; use a number with a "
                                        "unit: 500ms, 90s, 15m, 2h, 1h30m, 7d"));
   EXPECT_EQ(ParseDurationArg("wait", "-5s").status(),
-            absl::InvalidArgumentError("--wait must be >= 0, got -5s"));
+            absl::InvalidArgumentError("--wait: must be >= 0, got -5s"));
   EXPECT_EQ(ParseDurationArg("lease", "inf").status(),
-            absl::InvalidArgumentError("--lease must be finite, got \"inf\""));
+            absl::InvalidArgumentError("--lease: must be finite, got \"inf\""));
   for (const char* bad : {"", "s", "5 s", "1d-2h", "1.5d", "d", "5x", "12345678d", "1dd"}) {
     EXPECT_EQ(ParseDurationArg("delay", bad).status().code(), absl::StatusCode::kInvalidArgument)
         << bad;
