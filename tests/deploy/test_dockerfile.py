@@ -151,6 +151,7 @@ def test_dockerignore_keeps_sources_and_drops_local_trees():
         "build-image/service/hourglass",
         "build-someone/x",
         "node_modules/.bin/buf",
+        "examples/node/node_modules/@grpc/grpc-js/package.json",
         "data/log-000001.wal",
         ".git/HEAD",
         "tests/e2e/__pycache__/support.cpython-311.pyc",
