@@ -24,16 +24,26 @@ TEST(AddressPolicyTest, RefusesInternalRangesByDefault) {
   absl::StatusOr<AddressPolicy> policy = AddressPolicy::Create("");
   ASSERT_TRUE(policy.ok());
   const std::pair<const char*, const char*> refused[] = {
-      {"169.254.169.254", "cloud metadata"}, {"169.254.1.1", "link-local"},
-      {"127.0.0.1", "loopback"},             {"127.255.255.254", "loopback"},
-      {"10.0.0.1", "private"},               {"10.255.255.255", "private"},
-      {"172.16.0.1", "private"},             {"172.31.255.255", "private"},
-      {"192.168.1.1", "private"},            {"100.64.0.1", "shared"},
-      {"0.0.0.0", "this network"},           {"224.0.0.1", "multicast"},
-      {"255.255.255.255", "broadcast"},      {"::1", "loopback"},
-      {"::", "unspecified"},                 {"fd00::1", "unique-local"},
-      {"fc00::1", "unique-local"},           {"fe80::1", "link-local"},
-      {"ff02::1", "multicast"},              {"::ffff:127.0.0.1", "loopback"},
+      {"169.254.169.254", "cloud metadata"},
+      {"169.254.1.1", "link-local"},
+      {"127.0.0.1", "loopback"},
+      {"127.255.255.254", "loopback"},
+      {"10.0.0.1", "private"},
+      {"10.255.255.255", "private"},
+      {"172.16.0.1", "private"},
+      {"172.31.255.255", "private"},
+      {"192.168.1.1", "private"},
+      {"100.64.0.1", "shared"},
+      {"0.0.0.0", "this network"},
+      {"224.0.0.1", "multicast"},
+      {"255.255.255.255", "broadcast"},
+      {"::1", "loopback"},
+      {"::", "unspecified"},
+      {"fd00::1", "unique-local"},
+      {"fc00::1", "unique-local"},
+      {"fe80::1", "link-local"},
+      {"ff02::1", "multicast"},
+      {"::ffff:127.0.0.1", "loopback"},
       {"::ffff:169.254.169.254", "cloud metadata"},
       {"64:ff9b::a00:1", "NAT64"},
   };
@@ -43,9 +53,9 @@ TEST(AddressPolicyTest, RefusesInternalRangesByDefault) {
     EXPECT_TRUE(absl::StrContains(*why, kind)) << address << ": " << *why;
     EXPECT_TRUE(absl::StrContains(*why, "--push_allowlist")) << *why;
   }
-  for (const char* address : {"8.8.8.8", "1.1.1.1", "172.15.255.255", "172.32.0.1",
-                              "100.63.255.255", "100.128.0.1", "169.253.255.255", "11.0.0.1",
-                              "2001:4860:4860::8888", "::ffff:8.8.8.8"}) {
+  for (const char* address :
+       {"8.8.8.8", "1.1.1.1", "172.15.255.255", "172.32.0.1", "100.63.255.255", "100.128.0.1",
+        "169.253.255.255", "11.0.0.1", "2001:4860:4860::8888", "::ffff:8.8.8.8"}) {
     EXPECT_EQ(RefusalOf(*policy, address), std::nullopt) << address;
   }
 }

@@ -14,12 +14,25 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 
 namespace hourglass {
 namespace {
 
 constexpr absl::Duration kPatience = absl::Seconds(30);
+
+// Workers finish their bookkeeping (and look once more for work) just after a delivery is
+// recorded: waits, yielding, until the in-flight counts equal `expected`.
+bool AwaitInFlight(const PushDispatcher& dispatcher,
+                   const std::vector<std::pair<std::string, int>>& expected) {
+  const absl::Time deadline = absl::Now() + kPatience;
+  while (dispatcher.InFlight() != expected) {
+    if (absl::Now() > deadline) return false;
+    std::this_thread::yield();
+  }
+  return true;
+}
 
 // Ready tasks per queue; records every finished attempt.
 class FakeSource final : public PushSource {
@@ -137,7 +150,7 @@ TEST(PushDispatcherTest, HangingQueueHoldsUpOnlyItself) {
               std::vector<PushResult::Outcome>{PushResult::Outcome::kSucceeded});
   }
   EXPECT_EQ(http.max_running("slow"), 2);
-  EXPECT_EQ(dispatcher.InFlight(), (std::vector<std::pair<std::string, int>>{{"slow", 2}}));
+  EXPECT_TRUE(AwaitInFlight(dispatcher, {{"slow", 2}})) << "the slow queue exceeded its cap";
   EXPECT_GE(grpc.max_running("fast-grpc"), 1);
   EXPECT_EQ(http.max_running("fast-grpc"), 0);  // gRPC jobs go to the gRPC pusher
 
@@ -172,7 +185,7 @@ TEST(PushDispatcherTest, EveryReadyTaskIsDeliveredExactlyOnce) {
   EXPECT_EQ(finished.size(), static_cast<size_t>(kProducers * kPerProducer));
   for (const auto& [id, outcomes] : finished) EXPECT_EQ(outcomes.size(), 1u) << id;
   for (int q = 0; q < 5; ++q) EXPECT_LE(http.max_running(absl::StrCat("q", q)), 3);
-  EXPECT_TRUE(dispatcher.InFlight().empty());
+  EXPECT_TRUE(AwaitInFlight(dispatcher, {}));
 }
 
 // Shutdown aborts the deliveries in progress (the source hears kAborted, so it can release the
@@ -188,8 +201,10 @@ TEST(PushDispatcherTest, ShutdownAbortsDeliveriesInProgress) {
   dispatcher.Notify("q");
   ASSERT_TRUE(http.AwaitRunning("q", 2));
   dispatcher.Shutdown();
-  EXPECT_EQ(source.finished()["a"], std::vector<PushResult::Outcome>{PushResult::Outcome::kAborted});
-  EXPECT_EQ(source.finished()["b"], std::vector<PushResult::Outcome>{PushResult::Outcome::kAborted});
+  EXPECT_EQ(source.finished()["a"],
+            std::vector<PushResult::Outcome>{PushResult::Outcome::kAborted});
+  EXPECT_EQ(source.finished()["b"],
+            std::vector<PushResult::Outcome>{PushResult::Outcome::kAborted});
   source.Add("q", "c", PushRequest::Kind::kHttp);
   dispatcher.Notify("q");
   dispatcher.Shutdown();  // idempotent
