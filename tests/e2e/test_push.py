@@ -170,8 +170,9 @@ class Received:
 class HttpReceiver:
     """An HTTP endpoint on 127.0.0.1 that records every request and answers with `respond`.
 
-    respond(received) -> (status, {header: value}, body). It runs on the request's own thread,
-    so it may block (hang()); release() ends every hang at teardown.
+    respond(received) -> (status, {header: value}, body), or raises ConnectionAbortedError to
+    close the connection without an answer. It runs on the request's own thread, so it may block
+    (hang()); close() ends every hang.
     """
 
     def __init__(self, respond):
@@ -191,7 +192,11 @@ class HttpReceiver:
                         1 for r in receiver.requests if r.task_id == received.task_id
                     )
                     receiver.requests.append(received)
-                status, headers, answer = receiver.respond(received)
+                try:
+                    status, headers, answer = receiver.respond(received)
+                except ConnectionAbortedError:
+                    self.close_connection = True  # close without a response
+                    return
                 try:
                     self.send_response(status)
                     for key, value in headers.items():
@@ -358,7 +363,10 @@ def test_http_default_content_type(push_client, http_receiver):
     receiver = http_receiver(ok)
     task_id = unique("ctype")
     push_client.schedule(
-        queue=unique("ctype"), task_id=task_id, payload=b"\x01\x02", http_target=http_target(receiver.url())
+        queue=unique("ctype"),
+        task_id=task_id,
+        payload=b"\x01\x02",
+        http_target=http_target(receiver.url()),
     )
     wait_state(push_client, task_id, State.TASK_STATE_SUCCEEDED)
     (received,) = receiver.of(task_id)
@@ -394,7 +402,7 @@ def test_http_500_dead_list_and_retry(push_server, push_client, http_receiver):
     for task_id in ids:
         task = wait_state(push_client, task_id, State.TASK_STATE_DEAD)
         assert task.attempts == 3
-        assert "HTTP 500" in task.last_error, task.last_error
+        assert task.last_error == "HTTP 500: boom", task.last_error
         assert len(receiver.of(task_id)) == 3
     time.sleep(0.5)  # No fourth request comes.
     assert [len(receiver.of(task_id)) for task_id in ids] == [3, 3, 3]
@@ -456,7 +464,11 @@ def test_http_500_dead_list_and_retry(push_server, push_client, http_receiver):
     answer["status"] = 200
     retried = push_client.scheduler.RetryTask(scheduler_pb2.RetryTaskRequest(task_id=ids[0])).task
     assert retried.task_id == ids[0]
-    assert retried.state in (State.TASK_STATE_SCHEDULED, State.TASK_STATE_READY, State.TASK_STATE_LEASED)
+    assert retried.state in (
+        State.TASK_STATE_SCHEDULED,
+        State.TASK_STATE_READY,
+        State.TASK_STATE_LEASED,
+    )
     assert retried.attempts == 0
     assert abs(ns(retried.due_time) - now_ns()) < 5 * SECOND_NS
     task = wait_state(push_client, ids[0], State.TASK_STATE_SUCCEEDED)
@@ -495,7 +507,7 @@ def test_http_500_dead_list_and_retry(push_server, push_client, http_receiver):
 
 def test_http_404_is_dead_at_once(push_server, push_client, http_receiver):
     # A 4xx other than 408/429 is not retried: DEAD after one request.
-    receiver = http_receiver(lambda received: (404, {}, b"no such hook"))
+    receiver = http_receiver(lambda received: (404, {}, b"no such hook " + b"x" * 1000))
     before = metrics(push_server)
     task_id = unique("gone")
     push_client.schedule(
@@ -506,7 +518,9 @@ def test_http_404_is_dead_at_once(push_server, push_client, http_receiver):
     )
     task = wait_state(push_client, task_id, State.TASK_STATE_DEAD)
     assert task.attempts == 1
-    assert task.last_error.startswith("HTTP 404"), task.last_error
+    # The status and the first 200 bytes of the body.
+    assert task.last_error.startswith("HTTP 404: no such hook xxx"), task.last_error
+    assert len(task.last_error) <= len("HTTP 404: ") + 200 + 20, task.last_error
     time.sleep(MIN_BACKOFF_S * 2)
     assert len(receiver.of(task_id)) == 1
     after = metrics(push_server)
@@ -540,6 +554,75 @@ def test_http_429_retry_after_is_honoured(push_client, http_receiver):
     assert gap_s < 5.0, f"retried only after {gap_s:.3f} s"
 
 
+@pytest.mark.parametrize(
+    "status, state, attempts",
+    [
+        (201, State.TASK_STATE_SUCCEEDED, 1),
+        (204, State.TASK_STATE_SUCCEEDED, 1),
+        (400, State.TASK_STATE_DEAD, 1),
+        (403, State.TASK_STATE_DEAD, 1),
+        (408, State.TASK_STATE_DEAD, 2),
+        (502, State.TASK_STATE_DEAD, 2),
+        (504, State.TASK_STATE_DEAD, 2),
+    ],
+)
+def test_http_status_outcomes(push_client, http_receiver, status, state, attempts):
+    # 2xx succeeds; 408 and 5xx are retried (here up to max_attempts 2); other 4xx are final.
+    receiver = http_receiver(lambda received: (status, {}, b""))
+    task_id = unique(f"status{status}")
+    push_client.schedule(
+        queue=unique("status"),
+        task_id=task_id,
+        retry_policy=retry_policy(max_attempts=2),
+        http_target=http_target(receiver.url()),
+    )
+    task = wait_state(push_client, task_id, state)
+    assert task.attempts == attempts
+    assert len(receiver.of(task_id)) == attempts
+    if state == State.TASK_STATE_DEAD:
+        assert task.last_error.startswith(f"HTTP {status}"), task.last_error
+
+
+def test_http_redirect_is_not_followed(push_client, http_receiver):
+    # A 3xx is final (DEAD at once) and its Location is never requested.
+    elsewhere = http_receiver(ok)
+    receiver = http_receiver(lambda received: (302, {"Location": elsewhere.url("/moved")}, b""))
+    task_id = unique("redirect")
+    push_client.schedule(
+        queue=unique("redirect"),
+        task_id=task_id,
+        retry_policy=retry_policy(),
+        http_target=http_target(receiver.url()),
+    )
+    task = wait_state(push_client, task_id, State.TASK_STATE_DEAD)
+    assert task.attempts == 1
+    assert task.last_error.startswith("HTTP 302"), task.last_error
+    assert "redirect" in task.last_error, task.last_error
+    time.sleep(0.3)
+    assert len(receiver.of(task_id)) == 1
+    assert elsewhere.count() == 0
+
+
+def test_http_connection_closed_without_answer_is_retried(push_client, http_receiver):
+    # A receiver that drops the connection before answering: a connection error, retried.
+    def respond(received):
+        if received.seen == 1:
+            raise ConnectionAbortedError("drop it")  # ends the handler without a response
+        return 200, {}, b"ok"
+
+    receiver = http_receiver(respond)
+    task_id = unique("dropped")
+    push_client.schedule(
+        queue=unique("dropped"),
+        task_id=task_id,
+        retry_policy=retry_policy(),
+        http_target=http_target(receiver.url()),
+    )
+    task = wait_state(push_client, task_id, State.TASK_STATE_SUCCEEDED)
+    assert task.attempts == 2
+    assert len(receiver.of(task_id)) == 2
+
+
 # --- 3. a hanging queue does not hold up the others ---------------------------------------
 
 
@@ -558,7 +641,9 @@ def test_hanging_queue_is_isolated(start_server, http_receiver):
         while not scraping.is_set():
             samples = metrics(server)
             for queue in in_flight:
-                in_flight[queue].append(metric_value(samples, "hourglass_push_in_flight", queue=queue))
+                in_flight[queue].append(
+                    metric_value(samples, "hourglass_push_in_flight", queue=queue)
+                )
             time.sleep(0.03)
 
     scraper = threading.Thread(target=scrape_loop, daemon=True)
@@ -767,8 +852,14 @@ def test_grpc_connection_refused_is_retried(push_client):
         (http_target("http://100.64.0.1/"), "shared"),
         (http_target("http://[fd00::1]/"), "unique-local"),
         (http_target("http://[::ffff:127.0.0.1]/"), "loopback"),
-        (task_pb2.GrpcTarget(address="192.168.1.1:443", method="/billing.v1.Invoices/Close"), "private"),
-        (task_pb2.GrpcTarget(address="[fe80::1]:443", method="/billing.v1.Invoices/Close"), "link-local"),
+        (
+            task_pb2.GrpcTarget(address="192.168.1.1:443", method="/billing.v1.Invoices/Close"),
+            "private",
+        ),
+        (
+            task_pb2.GrpcTarget(address="[fe80::1]:443", method="/billing.v1.Invoices/Close"),
+            "link-local",
+        ),
     ],
     ids=lambda value: value if isinstance(value, str) else str(value).replace("\n", " ")[:60],
 )
@@ -911,7 +1002,8 @@ GOOD_GRPC = {"address": "billing.example.com:443", "method": "/billing.v1.Invoic
     "field, fields",
     [
         ("http_target.url", {"http_target": http_target("ftp://hooks.example.com/x")}),
-        ("http_target.url", {"http_target": http_target("http:///no-host")}),
+        ("http_target.url", {"http_target": http_target("http:///")}),
+        ("http_target.url", {"http_target": http_target("http://:80/path")}),
         ("http_target.url", {"http_target": http_target("hooks.example.com/orders")}),
         ("http_target.url", {"http_target": http_target("")}),
         (
@@ -928,9 +1020,16 @@ GOOD_GRPC = {"address": "billing.example.com:443", "method": "/billing.v1.Invoic
         ),
         (
             "grpc_target.address",
-            {"grpc_target": task_pb2.GrpcTarget(address="billing.example.com", method=GOOD_GRPC["method"])},
+            {
+                "grpc_target": task_pb2.GrpcTarget(
+                    address="billing.example.com", method=GOOD_GRPC["method"]
+                )
+            },
         ),
-        ("dispatch_deadline", {"http_target": http_target(GOOD_URL), "dispatch_deadline": duration(0)}),
+        (
+            "dispatch_deadline",
+            {"http_target": http_target(GOOD_URL), "dispatch_deadline": duration(0)},
+        ),
         (
             "dispatch_deadline",
             {"http_target": http_target(GOOD_URL), "dispatch_deadline": duration(31 * 60)},
@@ -951,7 +1050,9 @@ GOOD_GRPC = {"address": "billing.example.com:443", "method": "/billing.v1.Invoic
 )
 def test_push_validation(client, field, fields):
     # Every malformed push field is INVALID_ARGUMENT, and the message names the field.
-    expect_invalid_argument(field, client.schedule, queue=unique("invalid"), delay=duration(3600), **fields)
+    expect_invalid_argument(
+        field, client.schedule, queue=unique("invalid"), delay=duration(3600), **fields
+    )
 
 
 def test_get_status_shows_target_but_not_its_headers(client):
@@ -971,7 +1072,9 @@ def test_get_status_shows_target_but_not_its_headers(client):
     client.cancel(http.task_id)
 
     rpc = client.schedule(
-        queue=unique("shown"), delay=duration(3600), grpc_target=task_pb2.GrpcTarget(tls=True, **GOOD_GRPC)
+        queue=unique("shown"),
+        delay=duration(3600),
+        grpc_target=task_pb2.GrpcTarget(tls=True, **GOOD_GRPC),
     )
     task = client.status(rpc.task_id)
     assert task.WhichOneof("target") == "grpc_target"
