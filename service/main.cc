@@ -65,6 +65,18 @@ ABSL_FLAG(absl::Duration, max_delay, absl::Hours(24 * 730),
           "Furthest in the future a task may be due (delay or at), as a duration in hours or "
           "smaller units (17520h is 730 days). Further is INVALID_ARGUMENT, never clamped. At most "
           "the timing wheel's horizon (about 794 days).");
+ABSL_FLAG(int, push_workers, 16,
+          "Threads that deliver push tasks (http_target, grpc_target): each makes one HTTP or "
+          "gRPC call at a time and waits for it, at most the task's dispatch_deadline. 1 to 4096.");
+ABSL_FLAG(int, queue_concurrency, 0,
+          "Push deliveries in progress per queue, at most; the rest wait READY. A slow or dead "
+          "endpoint then holds up only its own queue. 0 means a quarter of --push_workers (at "
+          "least 1).");
+ABSL_FLAG(std::string, push_allowlist, "",
+          "Comma-separated CIDRs (10.2.0.0/16,fd00::/8,127.0.0.1/32) that push targets may "
+          "connect to although they are loopback, private, shared, link-local (169.254.0.0/16, "
+          "cloud metadata included) or unique-local addresses, which are refused by default. "
+          "Every address actually connected to is checked; redirects are never followed.");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
           "On SIGTERM or SIGINT: how long shutdown may take. Health turns NOT_SERVING, waiting "
           "Lease calls and new calls get UNAVAILABLE at once; after a second (or the grace, if "
@@ -73,14 +85,16 @@ ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
 namespace {
 
 constexpr const char* kFlagNames[] = {
-    "grpc_address",      "metrics_address", "data_dir",       "fsync",     "snapshot_bytes",
-    "skip_corrupt_log",  "workers",         "queue_capacity", "log_level", "retention",
-    "max_payload_bytes", "max_delay",       "shutdown_grace"};
+    "grpc_address",   "metrics_address",   "data_dir",          "fsync",
+    "snapshot_bytes", "skip_corrupt_log",  "workers",           "queue_capacity",
+    "log_level",      "retention",         "max_payload_bytes", "max_delay",
+    "push_workers",   "queue_concurrency", "push_allowlist",    "shutdown_grace"};
 
 constexpr const char* kUsage =
     "hourglass: a delayed-task service. Clients Schedule a payload to be delivered after a delay "
     "or at a time, may Cancel, Reschedule or GetStatus it, and consumers Lease, Ack and Nack due "
-    "tasks, all over gRPC (package hourglass.v1). Metrics for Prometheus are served at "
+    "tasks, or hourglass calls the task's HTTP or gRPC endpoint when it is due (push delivery), "
+    "all over gRPC (package hourglass.v1). Metrics for Prometheus are served at "
     "/metrics.\n\nUsage: hourglass [--flag=value ...]";
 
 std::string WrapText(const std::string& text, size_t indent, size_t width) {
@@ -178,6 +192,9 @@ int main(int argc, char** argv) {
   options.limits.max_payload_bytes = absl::GetFlag(FLAGS_max_payload_bytes);
   options.limits.max_delay = absl::GetFlag(FLAGS_max_delay);
   options.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);
+  options.push_workers = absl::GetFlag(FLAGS_push_workers);
+  options.queue_concurrency = absl::GetFlag(FLAGS_queue_concurrency);
+  options.push_allowlist = absl::GetFlag(FLAGS_push_allowlist);
 
   // SIGTERM and SIGINT are taken by sigwait() below: block them before any thread starts, so
   // that every thread inherits the mask and none is interrupted.

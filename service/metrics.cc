@@ -85,6 +85,17 @@ Metrics::Metrics()
                             "retried (Nack or lease expiry with attempts left), dead (attempts "
                             "used up).")
                       .Register(*registry_)),
+      push_deliveries_(
+          prometheus::BuildCounter()
+              .Name("hourglass_push_deliveries_total")
+              .Help("Push delivery attempts by target kind (http, grpc) and outcome: succeeded, "
+                    "retried, dead (permanent failure or attempts used up), refused (address "
+                    "refused by the SSRF guard: nothing was sent), released (shutdown).")
+              .Register(*registry_)),
+      push_seconds_(prometheus::BuildHistogram()
+                        .Name("hourglass_push_delivery_duration_seconds")
+                        .Help("Time of one push delivery attempt, from connect to answer.")
+                        .Register(*registry_)),
       rpc_handled_(prometheus::BuildCounter()
                        .Name("hourglass_grpc_server_handled_total")
                        .Help("RPCs completed by the server, by service, method and status code.")
@@ -205,6 +216,23 @@ void Metrics::Delivered(absl::string_view queue, Outcome outcome) {
     case Outcome::kDead:
       m.dead->Increment();
       break;
+  }
+}
+
+void Metrics::PushAttempted(absl::string_view queue, absl::string_view target,
+                            absl::string_view outcome, absl::Duration elapsed) {
+  push_deliveries_.Add({{"target", std::string(target)}, {"outcome", std::string(outcome)}})
+      .Increment();
+  static const prometheus::Histogram::BucketBoundaries kBuckets = {
+      0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300};
+  push_seconds_.Add({{"target", std::string(target)}}, kBuckets)
+      .Observe(absl::ToDoubleSeconds(elapsed));
+  if (outcome == "succeeded") {
+    Delivered(queue, Outcome::kSucceeded);
+  } else if (outcome == "retried") {
+    Delivered(queue, Outcome::kRetried);
+  } else if (outcome == "dead" || outcome == "refused") {
+    Delivered(queue, Outcome::kDead);
   }
 }
 

@@ -49,6 +49,11 @@ class Metrics final : public WalObserver {
   void Leased(absl::string_view queue, int64_t n);
   void Delivered(absl::string_view queue, Outcome outcome);
   void ObserveLateness(absl::Duration lateness);
+  // One push delivery attempt: target "http" or "grpc"; outcome "succeeded", "retried", "dead"
+  // (a permanent failure, or the last attempt), "refused" (the SSRF guard) or "released"
+  // (shutdown). Also counts the task's queue in hourglass_task_deliveries_total.
+  void PushAttempted(absl::string_view queue, absl::string_view target, absl::string_view outcome,
+                     absl::Duration elapsed);
   // One finished RPC: grpc_service "hourglass.v1.SchedulerService", method "Schedule", code name
   // "OK" (grpc::StatusCode as its canonical upper-case name).
   void RpcHandled(absl::string_view service, absl::string_view method, int code,
@@ -92,6 +97,8 @@ class Metrics final : public WalObserver {
   prometheus::Family<prometheus::Counter>& cancelled_;
   prometheus::Family<prometheus::Counter>& leased_;
   prometheus::Family<prometheus::Counter>& deliveries_;
+  prometheus::Family<prometheus::Counter>& push_deliveries_;
+  prometheus::Family<prometheus::Histogram>& push_seconds_;
   prometheus::Family<prometheus::Counter>& rpc_handled_;
   prometheus::Family<prometheus::Histogram>& rpc_seconds_;
   prometheus::Histogram& lateness_;

@@ -73,6 +73,19 @@ void ToProto(const TaskInfo& info, v1::Task* proto) {
   if (info.lease_expire_time)
     *proto->mutable_lease_expire_time() = ToProto(*info.lease_expire_time);
   if (info.finish_time) *proto->mutable_finish_time() = ToProto(*info.finish_time);
+  if (info.target.has_value()) {
+    const PushTarget& target = *info.target;
+    if (target.kind == PushTarget::Kind::kHttp) {
+      // Not the headers: they often hold credentials.
+      proto->mutable_http_target()->set_url(target.url);
+    } else {
+      v1::GrpcTarget* grpc = proto->mutable_grpc_target();
+      grpc->set_address(target.address);
+      grpc->set_method(target.method);
+      grpc->set_tls(target.tls);
+    }
+    *proto->mutable_dispatch_deadline() = ToProto(target.dispatch_deadline);
+  }
 }
 
 void ToProto(const LeasedTask& task, v1::LeasedTask* proto) {

@@ -64,6 +64,32 @@ grpc::ServerUnaryReactor* SchedulerServiceImpl::ScheduleBatch(
   });
 }
 
+grpc::ServerUnaryReactor* SchedulerServiceImpl::ListTasks(grpc::CallbackServerContext* ctx,
+                                                          const v1::ListTasksRequest* request,
+                                                          v1::ListTasksResponse* response) {
+  return RunUnary(context_, kService, "ListTasks", ctx, [&](uint64_t*) -> absl::Status {
+    absl::StatusOr<ListParams> params = ValidateList(*request);
+    if (!params.ok()) return params.status();
+    TaskPage page = store_.List(params->queue, params->state, params->page_size, params->cursor);
+    for (const TaskInfo& info : page.tasks) ToProto(info, response->add_tasks());
+    response->set_next_page_token(ListPageToken(*params, page.next_cursor));
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* SchedulerServiceImpl::RetryTask(grpc::CallbackServerContext* ctx,
+                                                          const v1::RetryTaskRequest* request,
+                                                          v1::RetryTaskResponse* response) {
+  return RunUnary(context_, kService, "RetryTask", ctx, [&](uint64_t* lsn) -> absl::Status {
+    if (absl::Status s = ValidateTaskId(request->task_id()); !s.ok()) return s;
+    absl::StatusOr<TaskInfo> info = store_.Retry(request->task_id(), lsn);
+    if (!info.ok()) return info.status();
+    LogInfo("task_retried").Str("task_id", info->task_id).Str("queue", info->queue);
+    ToProto(*info, response->mutable_task());
+    return absl::OkStatus();
+  });
+}
+
 absl::Status SchedulerServiceImpl::DoSchedule(const v1::ScheduleRequest& request,
                                               v1::ScheduleResponse* response, uint64_t* lsn) {
   absl::StatusOr<NewTask> task = ValidateSchedule(request, limits_, context_.clock.Now());

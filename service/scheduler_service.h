@@ -31,6 +31,12 @@ class SchedulerServiceImpl final : public v1::SchedulerService::CallbackService 
   grpc::ServerUnaryReactor* ScheduleBatch(grpc::CallbackServerContext* ctx,
                                           const v1::ScheduleBatchRequest* request,
                                           v1::ScheduleBatchResponse* response) override;
+  grpc::ServerUnaryReactor* ListTasks(grpc::CallbackServerContext* ctx,
+                                      const v1::ListTasksRequest* request,
+                                      v1::ListTasksResponse* response) override;
+  grpc::ServerUnaryReactor* RetryTask(grpc::CallbackServerContext* ctx,
+                                      const v1::RetryTaskRequest* request,
+                                      v1::RetryTaskResponse* response) override;
 
  private:
   // Each Do* sets *lsn to the log record of its change, if it made one.

@@ -24,8 +24,12 @@
 #include "store/file.h"
 #include "store/wal.h"
 #include "wheel/ticker.h"
+#include "workers/address_policy.h"
 #include "workers/bounded_queue.h"
+#include "workers/grpc_pusher.h"
+#include "workers/http_pusher.h"
 #include "workers/pull_deliverer.h"
+#include "workers/push_dispatcher.h"
 #include "workers/worker_pool.h"
 
 namespace hourglass {
@@ -83,6 +87,105 @@ class DataDirLock {
   const int fd_;
 };
 
+// Push tasks of the TaskStore, for the PushDispatcher: claims them, and records each outcome in
+// the store, the metrics and the log.
+class StorePushSource final : public PushSource {
+ public:
+  StorePushSource(TaskStore& store, Metrics& metrics) : store_(store), metrics_(metrics) {}
+
+  std::optional<PushJob> Claim(const std::string& queue) override {
+    std::optional<PushTask> task = store_.ClaimPush(queue);
+    if (!task.has_value()) return std::nullopt;
+    PushJob job;
+    job.lease_token = std::move(task->lease_token);
+    PushRequest& request = job.request;
+    PushTarget& target = task->target;
+    request.kind = target.kind == PushTarget::Kind::kHttp ? PushRequest::Kind::kHttp
+                                                          : PushRequest::Kind::kGrpc;
+    request.url = std::move(target.url);
+    request.address = std::move(target.address);
+    request.method = std::move(target.method);
+    request.tls = target.tls;
+    request.headers = std::move(target.http_headers);
+    request.headers.insert(request.headers.end(), task->headers.begin(), task->headers.end());
+    request.body = std::move(task->payload);
+    request.deadline = target.dispatch_deadline;
+    request.task_id = std::move(task->task_id);
+    request.queue = std::move(task->queue);
+    request.attempt = task->attempt;
+    request.due_time = task->due_time;
+    return job;
+  }
+
+  void Finish(const PushJob& job, const PushResult& result) override {
+    const PushRequest& request = job.request;
+    PushOutcome outcome;
+    const char* label = "succeeded";
+    switch (result.outcome) {
+      case PushResult::Outcome::kSucceeded:
+        outcome.kind = PushOutcome::Kind::kSucceeded;
+        break;
+      case PushResult::Outcome::kRetry:
+        outcome.kind = PushOutcome::Kind::kRetry;
+        label = "retried";
+        break;
+      case PushResult::Outcome::kPermanent:
+        outcome.kind = PushOutcome::Kind::kDead;
+        label = "dead";
+        break;
+      case PushResult::Outcome::kRefused:
+        outcome.kind = PushOutcome::Kind::kDead;
+        label = "refused";
+        break;
+      case PushResult::Outcome::kAborted:
+        outcome.kind = PushOutcome::Kind::kReleased;
+        label = "released";
+        break;
+    }
+    outcome.error = result.error;
+    outcome.retry_after = result.retry_after;
+    absl::StatusOr<TaskInfo> info = store_.FinishPush(request.task_id, job.lease_token, outcome);
+    if (!info.ok()) {
+      // The claim ran out (its lease expired) and the task moved on: nothing to record.
+      LogWarning("push_result_dropped")
+          .Str("task_id", request.task_id)
+          .Str("queue", request.queue)
+          .Str("reason", std::string(info.status().message()));
+      return;
+    }
+    if (outcome.kind == PushOutcome::Kind::kRetry && info->state == TaskState::kDead) {
+      label = "dead";
+    }
+    const char* target = request.kind == PushRequest::Kind::kHttp ? "http" : "grpc";
+    metrics_.PushAttempted(request.queue, target, label, result.elapsed);
+    if (info->state == TaskState::kDead) {
+      LogInfo("task_dead")
+          .Str("task_id", request.task_id)
+          .Str("queue", request.queue)
+          .Int("attempts", info->attempts)
+          .Str("reason", result.error);
+    } else if (LogEnabled(LogLevel::kDebug)) {
+      LogDebug("push_attempted")
+          .Str("task_id", request.task_id)
+          .Str("queue", request.queue)
+          .Str("target", target)
+          .Str("outcome", label)
+          .Int("attempt", request.attempt)
+          .Str("error", result.error)
+          .Dur("seconds", result.elapsed);
+    }
+  }
+
+ private:
+  TaskStore& store_;
+  Metrics& metrics_;
+};
+
+int QueueConcurrency(const ServerOptions& options) {
+  return options.queue_concurrency > 0 ? options.queue_concurrency
+                                       : std::max(1, options.push_workers / 4);
+}
+
 }  // namespace
 
 absl::Status ValidateOptions(const ServerOptions& options) {
@@ -113,6 +216,19 @@ absl::Status ValidateOptions(const ServerOptions& options) {
         absl::StrCat("--max_payload_bytes must be between 0 and 1073741824, got ",
                      options.limits.max_payload_bytes));
   }
+  if (options.push_workers < 1 || options.push_workers > 4096) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--push_workers must be between 1 and 4096, got ", options.push_workers));
+  }
+  if (options.queue_concurrency < 0 || options.queue_concurrency > options.push_workers) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--queue_concurrency must be between 0 (a quarter of --push_workers) and --push_workers (",
+        options.push_workers, "), got ", options.queue_concurrency));
+  }
+  if (absl::StatusOr<AddressPolicy> policy = AddressPolicy::Create(options.push_allowlist);
+      !policy.ok()) {
+    return policy.status();
+  }
   if (options.shutdown_grace < absl::ZeroDuration()) {
     return absl::InvalidArgumentError(absl::StrCat("--shutdown_grace must be >= 0, got ",
                                                    absl::FormatDuration(options.shutdown_grace)));
@@ -122,9 +238,12 @@ absl::Status ValidateOptions(const ServerOptions& options) {
 
 // Members in construction order; destroyed in reverse.
 struct Server::Parts {
-  Parts(const ServerOptions& o, Clock& c)
+  Parts(const ServerOptions& o, Clock& c, AddressPolicy address_policy)
       : options(o),
         clock(c),
+        push_policy(std::move(address_policy)),
+        http_pusher(push_policy),
+        grpc_pusher(push_policy),
         context(c, metrics),
         dispatch_queue(o.queue_capacity),
         ticker(c, [this](std::vector<uint64_t> cookies) { Dispatch(std::move(cookies)); }),
@@ -138,8 +257,16 @@ struct Server::Parts {
              .observer = &metrics}),
         store(c, ticker, {.retention = o.retention}, &wal),
         pull(ticker),
-        scheduler(context, store, o.limits),
+        push_source(store, metrics),
+        push(push_source, http_pusher, grpc_pusher,
+             {.threads = o.push_workers, .queue_concurrency = QueueConcurrency(o)}),
+        scheduler(context, store, LimitsWithPolicy(o.limits, push_policy)),
         consumer(context, store, pull, o.limits) {}
+
+  static Limits LimitsWithPolicy(Limits limits, const AddressPolicy& policy) {
+    limits.push_policy = &policy;
+    return limits;
+  }
 
   // Tick thread: hands fired timers to the workers. Blocks while the queue is full, so timers are
   // late, never dropped; returns early only when the queue is closed at shutdown.
@@ -159,7 +286,11 @@ struct Server::Parts {
     switch (outcome.kind) {
       case TimerOutcome::Kind::kReady:
         metrics.ObserveLateness(outcome.lateness);
-        pull.Deliver({.task_id = outcome.task_id, .queue = outcome.queue});
+        if (outcome.push) {
+          push.Notify(outcome.queue);
+        } else {
+          pull.Deliver({.task_id = outcome.task_id, .queue = outcome.queue});
+        }
         break;
       case TimerOutcome::Kind::kLeaseRetry:
         metrics.Delivered(outcome.queue, Metrics::Outcome::kRetried);
@@ -213,6 +344,14 @@ struct Server::Parts {
           GaugeFamily("hourglass_lease_waiters", "Lease calls parked waiting for a ready task.");
       AddGauge(&waiters, static_cast<double>(pull.parked()));
       out->push_back(std::move(waiters));
+      prometheus::MetricFamily push_in_flight =
+          GaugeFamily("hourglass_push_in_flight",
+                      "Push deliveries in progress, by queue (at most "
+                      "--queue_concurrency each).");
+      for (const auto& [queue, n] : push.InFlight()) {
+        AddGauge(&push_in_flight, static_cast<double>(n), {{"queue", queue}});
+      }
+      out->push_back(std::move(push_in_flight));
       prometheus::MetricFamily wakeups;
       wakeups.name = "hourglass_ticker_wakeups_total";
       wakeups.help = "Times the tick thread woke up (it sleeps while nothing is due).";
@@ -224,6 +363,9 @@ struct Server::Parts {
 
   const ServerOptions options;
   Clock& clock;
+  const AddressPolicy push_policy;
+  HttpPusher http_pusher;
+  GrpcPusher grpc_pusher;
   std::unique_ptr<DataDirLock> data_dir_lock;
   Metrics metrics;
   RpcContext context;
@@ -232,6 +374,8 @@ struct Server::Parts {
   Wal wal;
   TaskStore store;
   PullDeliverer pull;
+  StorePushSource push_source;
+  PushDispatcher push;
   SchedulerServiceImpl scheduler;
   ConsumerServiceImpl consumer;
   std::unique_ptr<WorkerPool<uint64_t>> workers;
@@ -247,7 +391,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
   absl::StatusOr<std::unique_ptr<DataDirLock>> lock = DataDirLock::Acquire(options.data_dir);
   if (!lock.ok()) return lock.status();
 
-  auto parts = std::make_unique<Parts>(options, clock);
+  auto parts =
+      std::make_unique<Parts>(options, clock, *AddressPolicy::Create(options.push_allowlist));
   Parts& p = *parts;
   p.data_dir_lock = *std::move(lock);
   p.context.wal = &p.wal;
@@ -364,6 +509,8 @@ void Server::Shutdown() {
   p.dispatch_queue.Close();
   p.ticker.Stop();
   if (p.workers != nullptr) p.workers->Join();
+  // Deliveries in progress are aborted and their tasks released (due again at the next start).
+  p.push.Shutdown();
   p.wal.Stop();  // the last records (lease expiries, forgets) are written and synced
   LogDebug("shutdown_threads_stopped");
   metrics_stopper.join();

@@ -4,8 +4,9 @@
 //                                                          │
 //   TaskStore ◀──── WorkerPool (--workers threads) ◀───────┘
 //       │                │ READY task
-//       │                ▼
-//       │          PullDeliverer ─▶ parked Lease calls
+//       │                ├─ pull task ─▶ PullDeliverer ─▶ parked Lease calls
+//       │                └─ push task ─▶ PushDispatcher (--push_workers threads, at most
+//       │                                --queue_concurrency per queue) ─▶ HTTP / gRPC endpoint
 //       ▼
 //   gRPC services (SchedulerService, ConsumerService, health, reflection) + /metrics exposer
 //
@@ -51,6 +52,11 @@ struct ServerOptions {
   uint64_t snapshot_bytes = uint64_t{64} << 20;
   int workers = 4;
   size_t queue_capacity = 10000;
+  // Push delivery: threads making HTTP/gRPC calls, the cap of calls in progress per queue (0:
+  // a quarter of push_workers, at least 1), and the CIDRs admitted despite the SSRF guard.
+  int push_workers = 16;
+  int queue_concurrency = 0;
+  std::string push_allowlist;
   absl::Duration retention = absl::Hours(24);
   absl::Duration shutdown_grace = absl::Seconds(10);
   Limits limits;

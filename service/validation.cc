@@ -3,8 +3,14 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "workers/grpc_pusher.h"
+#include "workers/http_pusher.h"
 
 namespace hourglass {
 
@@ -89,6 +95,138 @@ absl::StatusOr<RetryPolicy> ValidateRetryPolicy(const v1::ScheduleRequest& reque
                                 ")"));
   }
   return policy;
+}
+
+// An HTTP field name (RFC 9110 token).
+bool IsToken(absl::string_view name) {
+  static constexpr absl::string_view kTokenPunctuation = "!#$%&'*+-.^_`|~";
+  return !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
+    return absl::ascii_isalnum(static_cast<unsigned char>(c)) ||
+           kTokenPunctuation.find(c) != absl::string_view::npos;
+  });
+}
+
+// A gRPC metadata key: lowercase letters, digits, '-', '_' and '.'.
+bool IsMetadataKey(absl::string_view key) {
+  return !key.empty() && std::all_of(key.begin(), key.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.';
+  });
+}
+
+bool HasControlCharacters(absl::string_view value) {
+  return std::any_of(value.begin(), value.end(), [](char c) {
+    return (static_cast<unsigned char>(c) < 0x20 && c != '\t') || c == 0x7f;
+  });
+}
+
+// Headers a push request sets itself (or that would break its framing).
+bool IsReservedHeader(absl::string_view name) {
+  for (absl::string_view reserved :
+       {"host", "content-length", "transfer-encoding", "connection", "te", "upgrade", "expect"}) {
+    if (absl::EqualsIgnoreCase(name, reserved)) return true;
+  }
+  return absl::StartsWithIgnoreCase(name, "hourglass-") ||
+         absl::StartsWithIgnoreCase(name, "grpc-") || absl::StartsWith(name, ":");
+}
+
+// The headers of a push task (the task's own, and an http_target's) go on the wire: they must be
+// valid there. `field` names them in messages.
+absl::Status ValidatePushHeaders(const google::protobuf::Map<std::string, std::string>& headers,
+                                 absl::string_view field, PushTarget::Kind kind) {
+  for (const auto& [key, value] : headers) {
+    const bool valid_name = kind == PushTarget::Kind::kHttp ? IsToken(key) : IsMetadataKey(key);
+    if (!valid_name) {
+      return Invalid(
+          absl::StrCat(field, " key \"", absl::CHexEscape(key.substr(0, 64)), "\" is not a valid ",
+                       kind == PushTarget::Kind::kHttp
+                           ? "HTTP header name (letters, digits and !#$%&'*+-.^_`|~)"
+                           : "gRPC metadata key (lowercase letters, digits, '-', '_' and '.')"));
+    }
+    if (IsReservedHeader(key)) {
+      return Invalid(absl::StrCat(field, " key \"", key,
+                                  "\" is reserved: the server sets it (Host, Content-Length, "
+                                  "Transfer-Encoding, Connection, hourglass-*, grpc-* ...)"));
+    }
+    if (HasControlCharacters(value) && !absl::EndsWith(key, "-bin")) {
+      return Invalid(absl::StrCat(field, "[\"", key,
+                                  "\"] must not contain control characters (CR, LF, NUL ...)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckLiteralHost(const Limits& limits, absl::string_view host,
+                              absl::string_view field) {
+  if (limits.push_policy == nullptr) return absl::OkStatus();
+  std::optional<std::string> refusal = limits.push_policy->RefusalOfLiteralHost(host);
+  if (refusal.has_value()) return Invalid(absl::StrCat(field, " is refused: ", *refusal));
+  return absl::OkStatus();
+}
+
+absl::Status ValidateTarget(const v1::ScheduleRequest& request, const Limits& limits,
+                            NewTask* task) {
+  if (request.target_case() == v1::ScheduleRequest::TARGET_NOT_SET) {
+    if (request.has_dispatch_deadline()) {
+      return Invalid(
+          "dispatch_deadline applies to push tasks only: set http_target or grpc_target, or "
+          "leave it unset");
+    }
+    return absl::OkStatus();
+  }
+  PushTarget target;
+  absl::StatusOr<absl::Duration> deadline = DurationField(
+      request.has_dispatch_deadline(), request.dispatch_deadline(), "dispatch_deadline",
+      kDefaultDispatchDeadline, kMinDispatchDeadline, kMaxDispatchDeadline);
+  if (!deadline.ok()) return deadline.status();
+  target.dispatch_deadline = *deadline;
+  if (request.has_http_target()) {
+    const v1::HttpTarget& http = request.http_target();
+    target.kind = PushTarget::Kind::kHttp;
+    std::string host;
+    if (absl::Status s = HttpPusher::CheckUrl(http.url(), "http_target.url", &host); !s.ok()) {
+      return s;
+    }
+    if (absl::Status s = CheckLiteralHost(limits, host, "http_target.url"); !s.ok()) return s;
+    if (http.headers_size() > static_cast<int>(kMaxHeaders)) {
+      return Invalid(absl::StrCat("http_target.headers must have at most ", kMaxHeaders,
+                                  " entries, got ", http.headers_size()));
+    }
+    for (const auto& [key, value] : http.headers()) {
+      if (key.size() > kMaxHeaderKeyBytes || value.size() > kMaxHeaderValueBytes) {
+        return Invalid(absl::StrCat("http_target.headers keys must be 1 to ", kMaxHeaderKeyBytes,
+                                    " bytes and values at most ", kMaxHeaderValueBytes, " bytes"));
+      }
+    }
+    if (absl::Status s = ValidatePushHeaders(http.headers(), "http_target.headers", target.kind);
+        !s.ok()) {
+      return s;
+    }
+    target.url = http.url();
+    target.http_headers.assign(http.headers().begin(), http.headers().end());
+    std::sort(target.http_headers.begin(), target.http_headers.end());
+  } else {
+    const v1::GrpcTarget& grpc = request.grpc_target();
+    target.kind = PushTarget::Kind::kGrpc;
+    std::string host;
+    std::string port;
+    if (absl::Status s =
+            GrpcPusher::SplitAddress(grpc.address(), "grpc_target.address", &host, &port);
+        !s.ok()) {
+      return s;
+    }
+    if (absl::Status s = CheckLiteralHost(limits, host, "grpc_target.address"); !s.ok()) return s;
+    if (absl::Status s = GrpcPusher::CheckMethod(grpc.method(), "grpc_target.method"); !s.ok()) {
+      return s;
+    }
+    target.address = grpc.address();
+    target.method = grpc.method();
+    target.tls = grpc.tls();
+  }
+  if (absl::Status s = ValidatePushHeaders(request.headers(), "headers", target.kind); !s.ok()) {
+    return s;
+  }
+  task->target = std::move(target);
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -205,7 +343,69 @@ absl::StatusOr<NewTask> ValidateSchedule(const v1::ScheduleRequest& request, con
   task.payload = request.payload();
   task.headers.assign(request.headers().begin(), request.headers().end());
   std::sort(task.headers.begin(), task.headers.end());
+  if (absl::Status s = ValidateTarget(request, limits, &task); !s.ok()) return s;
   return task;
+}
+
+namespace {
+
+// A page token: "<cursor>.<fingerprint of the filter>", base64url. The fingerprint binds a token
+// to its listing, so that a token is never silently applied to another filter.
+uint64_t FilterFingerprint(const ListParams& params) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : absl::StrCat(
+           params.queue, "|", params.state.has_value() ? static_cast<int>(*params.state) : 0)) {
+    h = (h ^ c) * 1099511628211ull;
+  }
+  return h;
+}
+
+}  // namespace
+
+std::string ListPageToken(const ListParams& params, uint64_t cursor) {
+  if (cursor == 0) return "";
+  return absl::WebSafeBase64Escape(absl::StrCat(cursor, ".", FilterFingerprint(params)));
+}
+
+absl::StatusOr<ListParams> ValidateList(const v1::ListTasksRequest& request) {
+  ListParams params;
+  if (!request.queue().empty()) {
+    absl::StatusOr<std::string> queue = ValidateQueue(request.queue());
+    if (!queue.ok()) return queue.status();
+    params.queue = *std::move(queue);
+  }
+  const int state = static_cast<int>(request.state());
+  if (state < 0 || state >= kTaskStateCount) {
+    return Invalid(
+        absl::StrCat("state must be a TaskState (0 to ", kTaskStateCount - 1, "), got ", state));
+  }
+  if (state != 0) params.state = static_cast<TaskState>(state);
+  if (request.page_size() < 0 || request.page_size() > kMaxListPageSize) {
+    return Invalid(absl::StrCat("page_size must be between 0 (meaning ", kDefaultListPageSize,
+                                ") and ", kMaxListPageSize, ", got ", request.page_size()));
+  }
+  if (request.page_size() > 0) params.page_size = static_cast<size_t>(request.page_size());
+  if (!request.page_token().empty()) {
+    std::string decoded;
+    uint64_t cursor = 0;
+    uint64_t fingerprint = 0;
+    std::pair<std::string, std::string> parts;
+    if (request.page_token().size() <= 100 &&
+        absl::WebSafeBase64Unescape(request.page_token(), &decoded)) {
+      parts = absl::StrSplit(decoded, absl::MaxSplits('.', 1));
+    }
+    if (!absl::SimpleAtoi(parts.first, &cursor) || cursor == 0 ||
+        !absl::SimpleAtoi(parts.second, &fingerprint)) {
+      return Invalid("page_token is not a next_page_token of ListTasks");
+    }
+    if (fingerprint != FilterFingerprint(params)) {
+      return Invalid(
+          "page_token belongs to a listing with another queue or state; repeat the first "
+          "request's queue and state with its page tokens");
+    }
+    params.cursor = cursor;
+  }
+  return params;
 }
 
 absl::StatusOr<absl::Time> ValidateReschedule(const v1::RescheduleRequest& request,

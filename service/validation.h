@@ -17,6 +17,7 @@
 #include "hourglass/v1/consumer_service.pb.h"
 #include "hourglass/v1/scheduler_service.pb.h"
 #include "store/task_store.h"
+#include "workers/address_policy.h"
 
 namespace hourglass {
 
@@ -24,6 +25,9 @@ namespace hourglass {
 struct Limits {
   int64_t max_payload_bytes = int64_t{1} << 20;
   absl::Duration max_delay = absl::Hours(24 * 730);
+  // Push targets whose host is an address literal (or localhost) are judged by it at Schedule;
+  // null: no such check (every address is judged again when it is connected to).
+  const AddressPolicy* push_policy = nullptr;
 };
 
 inline constexpr absl::string_view kDefaultQueue = "default";
@@ -44,6 +48,11 @@ inline const absl::Duration kMinLeaseDuration = absl::Seconds(1);
 inline const absl::Duration kMaxLeaseDuration = absl::Hours(12);
 inline const absl::Duration kMaxLeaseWait = absl::Seconds(60);
 inline const absl::Duration kMaxBackoffLimit = absl::Hours(24 * 30);
+inline const absl::Duration kDefaultDispatchDeadline = absl::Seconds(30);
+inline const absl::Duration kMinDispatchDeadline = absl::Milliseconds(100);
+inline const absl::Duration kMaxDispatchDeadline = absl::Minutes(30);
+inline constexpr int kDefaultListPageSize = 100;
+inline constexpr int kMaxListPageSize = 1000;
 
 // The queue to use: `queue`, or "default" when empty. InvalidArgument unless [A-Za-z0-9._-]{1,200}.
 absl::StatusOr<std::string> ValidateQueue(absl::string_view queue);
@@ -55,6 +64,18 @@ absl::StatusOr<NewTask> ValidateSchedule(const v1::ScheduleRequest& request, con
 // The new due time of a Reschedule.
 absl::StatusOr<absl::Time> ValidateReschedule(const v1::RescheduleRequest& request,
                                               const Limits& limits, absl::Time now);
+
+// A ListTasks request: the filter, and where to start (the store's cursor). The page token is
+// bound to its filter: a token of another listing is INVALID_ARGUMENT.
+struct ListParams {
+  std::string queue;  // empty: every queue
+  std::optional<TaskState> state;
+  size_t page_size = kDefaultListPageSize;
+  uint64_t cursor = 0;
+};
+absl::StatusOr<ListParams> ValidateList(const v1::ListTasksRequest& request);
+// The next_page_token for a listing with `params` that continues at `cursor` ("" when 0).
+std::string ListPageToken(const ListParams& params, uint64_t cursor);
 
 struct LeaseParams {
   std::string queue;

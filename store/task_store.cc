@@ -14,14 +14,61 @@ namespace {
 
 // FNV-1a, 64 bits: a stable fingerprint of a payload for idempotent Schedule, so that finished
 // tasks can drop their payload and still recognise a repeat.
-uint64_t Fingerprint(absl::string_view bytes) {
-  uint64_t h = 14695981039346656037ull;
+uint64_t Fingerprint(absl::string_view bytes, uint64_t h = 14695981039346656037ull) {
   for (unsigned char c : bytes) {
     h ^= c;
     h *= 1099511628211ull;
   }
   return h;
 }
+
+// The payload's fingerprint, folded with the push target's, so that an idempotent repeat must
+// name the same target too. A pull task's is the payload's alone.
+uint64_t TaskFingerprint(absl::string_view payload, const PushTarget* target) {
+  uint64_t h = Fingerprint(payload);
+  if (target == nullptr) return h;
+  h = Fingerprint(
+      absl::StrCat("\x01", static_cast<int>(target->kind), "\x01", target->url, "\x01",
+                   target->address, "\x01", target->method, "\x01", target->tls ? "tls" : "",
+                   "\x01", absl::ToInt64Nanoseconds(target->dispatch_deadline)),
+      h);
+  for (const auto& [key, value] : target->http_headers) {
+    h = Fingerprint(absl::StrCat("\x02", key, "\x03", value), h);
+  }
+  return h;
+}
+
+void TargetToProto(const PushTarget& target, store::v1::PushTarget* out) {
+  out->set_kind(static_cast<int32_t>(target.kind));
+  out->set_url(target.url);
+  for (const auto& [key, value] : target.http_headers) {
+    store::v1::Header* header = out->add_http_headers();
+    header->set_key(key);
+    header->set_value(value);
+  }
+  out->set_address(target.address);
+  out->set_method(target.method);
+  out->set_tls(target.tls);
+  out->set_dispatch_deadline_nanos(absl::ToInt64Nanoseconds(target.dispatch_deadline));
+}
+
+PushTarget TargetFromProto(const store::v1::PushTarget& proto) {
+  PushTarget target;
+  target.kind = static_cast<PushTarget::Kind>(proto.kind());
+  target.url = proto.url();
+  for (const store::v1::Header& header : proto.http_headers()) {
+    target.http_headers.emplace_back(header.key(), header.value());
+  }
+  target.address = proto.address();
+  target.method = proto.method();
+  target.tls = proto.tls();
+  target.dispatch_deadline = absl::Nanoseconds(proto.dispatch_deadline_nanos());
+  return target;
+}
+
+// SUCCEEDED and CANCELLED tasks are never handed out again, so they drop their payload; DEAD
+// ones keep it for RetryTask.
+bool KeepsPayload(TaskState state) { return !IsFinal(state) || state == TaskState::kDead; }
 
 constexpr uint32_t kNoSlot = ~uint32_t{0};
 
@@ -61,9 +108,14 @@ absl::Duration RetryPolicy::Backoff(int32_t failed_attempts) const {
 
 struct TaskStore::Queue {
   std::string name;
-  // Intrusive FIFO of READY records (Record::ready_prev/ready_next).
-  Record* ready_head = nullptr;
-  Record* ready_tail = nullptr;
+  // Intrusive FIFOs of READY records (Record::ready_prev/ready_next): pull tasks for Lease, push
+  // tasks for ClaimPush.
+  struct ReadyList {
+    Record* head = nullptr;
+    Record* tail = nullptr;
+  };
+  ReadyList pull;
+  ReadyList push;
   std::array<int64_t, kTaskStateCount> counts{};
 };
 
@@ -77,8 +129,9 @@ struct TaskStore::Record {
 
   Queue* queue = nullptr;
   std::string task_id;
-  std::string payload;  // dropped when the task finishes
-  Headers headers;      // dropped when the task finishes
+  std::string payload;                 // dropped when the task succeeds or is cancelled
+  Headers headers;                     // dropped when the task succeeds or is cancelled
+  std::unique_ptr<PushTarget> target;  // null: a pull task
   uint64_t payload_fingerprint = 0;
   int64_t payload_size_bytes = 0;
   TaskState state = TaskState::kScheduled;
@@ -202,6 +255,7 @@ void TaskStore::PutToProtoLocked(const Record& r, store::v1::TaskPut* put) const
   put->set_min_backoff_nanos(absl::ToInt64Nanoseconds(r.retry_policy.min_backoff));
   put->set_max_backoff_nanos(absl::ToInt64Nanoseconds(r.retry_policy.max_backoff));
   UpdateToProtoLocked(r, put->mutable_state());
+  if (r.target != nullptr) TargetToProto(*r.target, put->mutable_target());
 }
 
 TaskStore::Record* TaskStore::NewRecordLocked(absl::string_view queue, std::string task_id) {
@@ -224,23 +278,23 @@ TaskStore::Record* TaskStore::NewRecordLocked(absl::string_view queue, std::stri
 }
 
 void TaskStore::PushReadyLocked(Record* r) {
-  Queue* q = r->queue;
-  r->ready_prev = q->ready_tail;
+  Queue::ReadyList& list = r->target != nullptr ? r->queue->push : r->queue->pull;
+  r->ready_prev = list.tail;
   r->ready_next = nullptr;
-  if (q->ready_tail != nullptr) {
-    q->ready_tail->ready_next = r;
+  if (list.tail != nullptr) {
+    list.tail->ready_next = r;
   } else {
-    q->ready_head = r;
+    list.head = r;
   }
-  q->ready_tail = r;
+  list.tail = r;
   r->in_ready_list = true;
 }
 
 void TaskStore::UnlinkReadyLocked(Record* r) {
   if (!r->in_ready_list) return;
-  Queue* q = r->queue;
-  (r->ready_prev != nullptr ? r->ready_prev->ready_next : q->ready_head) = r->ready_next;
-  (r->ready_next != nullptr ? r->ready_next->ready_prev : q->ready_tail) = r->ready_prev;
+  Queue::ReadyList& list = r->target != nullptr ? r->queue->push : r->queue->pull;
+  (r->ready_prev != nullptr ? r->ready_prev->ready_next : list.head) = r->ready_next;
+  (r->ready_next != nullptr ? r->ready_next->ready_prev : list.tail) = r->ready_prev;
   r->ready_prev = r->ready_next = nullptr;
   r->in_ready_list = false;
 }
@@ -258,6 +312,7 @@ TaskInfo TaskStore::InfoLocked(const Record& r) const {
   info.last_error = r.last_error;
   info.retry_policy = r.retry_policy;
   info.payload_size_bytes = r.payload_size_bytes;
+  if (r.target != nullptr) info.target = *r.target;
   return info;
 }
 
@@ -286,7 +341,8 @@ std::string TaskStore::NewLeaseTokenLocked() {
 absl::StatusOr<ScheduleResult> TaskStore::Schedule(NewTask task, uint64_t* lsn) {
   const absl::Time now = clock_.Now();
   absl::MutexLock lock(&mu_);
-  const uint64_t fingerprint = Fingerprint(task.payload);
+  const uint64_t fingerprint =
+      TaskFingerprint(task.payload, task.target.has_value() ? &*task.target : nullptr);
   if (!task.task_id.empty()) {
     if (const Record* existing = FindLocked(task.task_id); existing != nullptr) {
       if (existing->queue->name != task.queue || existing->payload_fingerprint != fingerprint) {
@@ -294,7 +350,7 @@ absl::StatusOr<ScheduleResult> TaskStore::Schedule(NewTask task, uint64_t* lsn) 
             absl::StrCat("task_id \"", task.task_id, "\" is already used by a task with ",
                          existing->queue->name != task.queue
                              ? absl::StrCat("queue \"", existing->queue->name, "\"")
-                             : std::string("a different payload"),
+                             : std::string("a different payload or push target"),
                          "; choose another task_id or repeat the original request"));
       }
       // Answered no sooner than the original: its put may not be durable yet.
@@ -312,6 +368,7 @@ absl::StatusOr<ScheduleResult> TaskStore::Schedule(NewTask task, uint64_t* lsn) 
   r->payload_size_bytes = static_cast<int64_t>(task.payload.size());
   r->payload = std::move(task.payload);
   r->headers = std::move(task.headers);
+  if (task.target.has_value()) r->target = std::make_unique<PushTarget>(std::move(*task.target));
   r->due_time = std::max(task.due_time, now);
   r->first_due_time = r->due_time;
   r->create_time = now;
@@ -366,8 +423,8 @@ std::vector<LeasedTask> TaskStore::Lease(absl::string_view queue, int max_tasks,
   auto it = queues_.find(queue);
   if (it == queues_.end()) return leased;
   Queue* q = it->second.get();
-  while (q->ready_head != nullptr && static_cast<int>(leased.size()) < max_tasks) {
-    Record* r = q->ready_head;
+  while (q->pull.head != nullptr && static_cast<int>(leased.size()) < max_tasks) {
+    Record* r = q->pull.head;
     UnlinkReadyLocked(r);
     SetStateLocked(r, TaskState::kLeased);
     ++r->attempts;
@@ -469,8 +526,10 @@ void TaskStore::FinishLocked(Record* r, TaskState final_state, absl::Time now) {
   r->finish_time = now;
   r->lease_token.clear();
   // The payload is never handed out again: free it. Its fingerprint still answers idempotency.
-  std::string().swap(r->payload);
-  Headers().swap(r->headers);
+  if (!KeepsPayload(final_state)) {
+    std::string().swap(r->payload);
+    Headers().swap(r->headers);
+  }
 }
 
 void TaskStore::EraseLocked(Record* r) {
@@ -481,6 +540,103 @@ void TaskStore::EraseLocked(Record* r) {
   const uint32_t slot = r->slot;
   slots_[slot].reset();
   free_slots_.push_back(slot);
+}
+
+std::optional<PushTask> TaskStore::ClaimPush(absl::string_view queue, uint64_t* lsn) {
+  const absl::Time now = clock_.Now();
+  absl::MutexLock lock(&mu_);
+  auto it = queues_.find(queue);
+  if (it == queues_.end() || it->second->push.head == nullptr) return std::nullopt;
+  Record* r = it->second->push.head;
+  UnlinkReadyLocked(r);
+  SetStateLocked(r, TaskState::kLeased);
+  ++r->attempts;
+  r->lease_token = NewLeaseTokenLocked();
+  r->lease_expire_time = now + r->target->dispatch_deadline + kPushLeaseSlack;
+  SetLsn(lsn, ChangedLocked(r));
+  PushTask task;
+  task.task_id = r->task_id;
+  task.queue = r->queue->name;
+  task.payload = r->payload;
+  task.headers = r->headers;
+  task.attempt = r->attempts;
+  task.due_time = r->due_time;
+  task.lease_token = r->lease_token;
+  task.target = *r->target;
+  return task;
+}
+
+absl::StatusOr<TaskInfo> TaskStore::FinishPush(absl::string_view task_id,
+                                               absl::string_view lease_token,
+                                               const PushOutcome& outcome, uint64_t* lsn) {
+  const absl::Time now = clock_.Now();
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<Record*> found = FindLeasedLocked(task_id, lease_token);
+  if (!found.ok()) return found.status();
+  Record* r = *found;
+  switch (outcome.kind) {
+    case PushOutcome::Kind::kSucceeded:
+      FinishLocked(r, TaskState::kSucceeded, now);
+      break;
+    case PushOutcome::Kind::kRetry:
+      FailAttemptLocked(r, now, std::max(r->retry_policy.Backoff(r->attempts), outcome.retry_after),
+                        outcome.error);
+      break;
+    case PushOutcome::Kind::kDead:
+      r->last_error = outcome.error;
+      FinishLocked(r, TaskState::kDead, now);
+      break;
+    case PushOutcome::Kind::kReleased:
+      --r->attempts;
+      r->lease_token.clear();
+      SetStateLocked(r, TaskState::kScheduled);
+      r->due_time = now;
+      break;
+  }
+  SetLsn(lsn, ChangedLocked(r));
+  return InfoLocked(*r);
+}
+
+absl::StatusOr<TaskInfo> TaskStore::Retry(absl::string_view task_id, uint64_t* lsn) {
+  const absl::Time now = clock_.Now();
+  absl::MutexLock lock(&mu_);
+  Record* r = FindLocked(task_id);
+  if (r == nullptr) return NotFound(task_id);
+  if (r->state != TaskState::kDead) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "task \"", task_id, "\" is ", TaskStateName(r->state), "; only DEAD tasks can be retried"));
+  }
+  SetStateLocked(r, TaskState::kScheduled);
+  r->attempts = 0;
+  r->due_time = now;
+  r->finish_time = absl::UnixEpoch();
+  SetLsn(lsn, ChangedLocked(r));
+  return InfoLocked(*r);
+}
+
+TaskPage TaskStore::List(absl::string_view queue, std::optional<TaskState> state, size_t page_size,
+                         uint64_t cursor) const {
+  // Slots are visited in order and a task keeps its slot for life, so a cursor (the next slot)
+  // survives changes between pages. The lock is dropped every kSlotsPerHold slots.
+  constexpr size_t kSlotsPerHold = 4096;
+  TaskPage page;
+  page_size = std::max<size_t>(page_size, 1);
+  while (true) {
+    absl::MutexLock lock(&mu_);
+    const size_t end = std::min<size_t>(slots_.size(), cursor + kSlotsPerHold);
+    while (cursor < end && page.tasks.size() < page_size) {
+      const Record* r = slots_[cursor++].get();
+      if (r == nullptr) continue;
+      if (!queue.empty() && r->queue->name != queue) continue;
+      if (state.has_value() && r->state != *state) continue;
+      page.tasks.push_back(InfoLocked(*r));
+    }
+    if (cursor >= slots_.size()) return page;  // next_cursor 0: done
+    if (page.tasks.size() >= page_size) {
+      page.next_cursor = cursor;
+      return page;
+    }
+  }
 }
 
 TimerOutcome TaskStore::OnTimer(uint64_t cookie) {
@@ -501,11 +657,17 @@ TimerOutcome TaskStore::OnTimer(uint64_t cookie) {
       PushReadyLocked(r);
       outcome.kind = TimerOutcome::Kind::kReady;
       outcome.lateness = std::max(absl::ZeroDuration(), now - r->due_time);
+      outcome.push = r->target != nullptr;
       break;
     case TaskState::kLeased:
-      FailAttemptLocked(r, now, std::nullopt,
-                        absl::StrCat("lease expired at ", absl::FormatTime(r->lease_expire_time),
-                                     " without Ack or Nack"));
+      FailAttemptLocked(
+          r, now, std::nullopt,
+          r->target != nullptr
+              ? absl::StrCat("delivery attempt ", r->attempts,
+                             " did not finish by its dispatch deadline (the server stopped "
+                             "during the delivery)")
+              : absl::StrCat("lease expired at ", absl::FormatTime(r->lease_expire_time),
+                             " without Ack or Nack"));
       ChangedLocked(r);
       outcome.kind = r->state == TaskState::kDead ? TimerOutcome::Kind::kLeaseDead
                                                   : TimerOutcome::Kind::kLeaseRetry;
@@ -541,7 +703,7 @@ void TaskStore::ApplyUpdateLocked(Record* r, const store::v1::TaskUpdate& update
   r->lease_expire_time = absl::FromUnixNanos(update.lease_expire_time_unix_nanos());
   r->last_error = update.last_error();
   r->finish_time = absl::FromUnixNanos(update.finish_time_unix_nanos());
-  if (IsFinal(r->state)) {
+  if (!KeepsPayload(r->state)) {
     std::string().swap(r->payload);
     Headers().swap(r->headers);
   }
@@ -570,6 +732,15 @@ absl::Status TaskStore::Replay(const store::v1::LogRecord& record) {
       r->retry_policy.max_attempts = put.max_attempts();
       r->retry_policy.min_backoff = absl::Nanoseconds(put.min_backoff_nanos());
       r->retry_policy.max_backoff = absl::Nanoseconds(put.max_backoff_nanos());
+      if (put.has_target()) {
+        if (put.target().kind() != static_cast<int32_t>(PushTarget::Kind::kHttp) &&
+            put.target().kind() != static_cast<int32_t>(PushTarget::Kind::kGrpc)) {
+          EraseLocked(r);
+          return absl::InvalidArgumentError(absl::StrCat(
+              "TaskPut of \"", put.task_id(), "\" with target kind ", put.target().kind()));
+        }
+        r->target = std::make_unique<PushTarget>(TargetFromProto(put.target()));
+      }
       ApplyUpdateLocked(r, put.state());
       return absl::OkStatus();
     }

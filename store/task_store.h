@@ -88,6 +88,22 @@ struct RetryPolicy {
 
 using Headers = std::vector<std::pair<std::string, std::string>>;
 
+// Where a push task is delivered when it is due (hourglass.v1.HttpTarget / GrpcTarget). Tasks
+// without one are pull tasks, handed out by Lease.
+struct PushTarget {
+  enum class Kind { kHttp = 1, kGrpc = 2 };
+  Kind kind = Kind::kHttp;
+  std::string url;       // kHttp: POSTed to
+  Headers http_headers;  // kHttp: sent with the request
+  std::string address;   // kGrpc: host:port
+  std::string method;    // kGrpc: "/package.Service/Method"
+  bool tls = false;      // kGrpc: TLS instead of plaintext
+  // How long one delivery attempt may take.
+  absl::Duration dispatch_deadline = absl::Seconds(30);
+
+  friend bool operator==(const PushTarget&, const PushTarget&) = default;
+};
+
 // A validated Schedule request.
 struct NewTask {
   std::string queue;
@@ -96,6 +112,7 @@ struct NewTask {
   Headers headers;
   absl::Time due_time;
   RetryPolicy retry_policy;
+  std::optional<PushTarget> target = std::nullopt;  // none: a pull task
 };
 
 struct ScheduleResult {
@@ -117,6 +134,7 @@ struct TaskInfo {
   std::string last_error;
   RetryPolicy retry_policy;
   int64_t payload_size_bytes = 0;
+  std::optional<PushTarget> target;  // push tasks only
 };
 
 // A task handed to a consumer.
@@ -129,6 +147,40 @@ struct LeasedTask {
   absl::Time due_time;
   std::string lease_token;
   absl::Time lease_expire_time;
+};
+
+// A push task claimed for one delivery attempt (ClaimPush): LEASED to the server itself until
+// FinishPush reports the outcome, or until the dispatch deadline plus kPushLeaseSlack has passed
+// (the server died during the delivery), when it is retried like an expired lease.
+struct PushTask {
+  std::string task_id;
+  std::string queue;
+  std::string payload;
+  Headers headers;
+  int32_t attempt = 0;  // from 1
+  absl::Time due_time;
+  std::string lease_token;
+  PushTarget target;
+};
+
+// How a push delivery claimed with ClaimPush ended.
+struct PushOutcome {
+  enum class Kind {
+    kSucceeded,  // -> SUCCEEDED
+    kRetry,      // -> SCHEDULED after max(backoff, retry_after), or DEAD after max_attempts
+    kDead,       // a permanent failure: -> DEAD at once
+    kReleased,   // not attempted after all (shutdown): -> SCHEDULED, due now, attempt not counted
+  };
+  Kind kind = Kind::kSucceeded;
+  std::string error = "";                             // kRetry, kDead: becomes last_error
+  absl::Duration retry_after = absl::ZeroDuration();  // kRetry: the receiver's Retry-After
+};
+
+// One page of ListTasks.
+struct TaskPage {
+  std::vector<TaskInfo> tasks;
+  // Where the next page starts; 0 when the listing is complete.
+  uint64_t next_cursor = 0;
 };
 
 // What a fired timer did, for the caller to report (metrics) and act on (wake consumers).
@@ -144,6 +196,7 @@ struct TimerOutcome {
   std::string queue;
   std::string task_id;
   absl::Duration lateness;  // kReady: now - due_time (>= 0)
+  bool push = false;        // kReady: a push task, to be claimed with ClaimPush (not leased)
 };
 
 // Per-queue counts of tasks by state, for the gauges.
@@ -205,6 +258,31 @@ class TaskStore {
   absl::StatusOr<absl::Time> ExtendLease(absl::string_view task_id, absl::string_view lease_token,
                                          absl::Duration lease_duration, uint64_t* lsn = nullptr)
       ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Push delivery. READY push tasks wait in their queue's push list, apart from the pull tasks
+  // that Lease hands out. ClaimPush takes the oldest (READY -> LEASED, attempts + 1); empty when
+  // none is ready.
+  std::optional<PushTask> ClaimPush(absl::string_view queue, uint64_t* lsn = nullptr)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Reports how a claimed delivery ended. NOT_FOUND; FAILED_PRECONDITION when the claim is no
+  // longer current (its lease ran out and the task was claimed again).
+  absl::StatusOr<TaskInfo> FinishPush(absl::string_view task_id, absl::string_view lease_token,
+                                      const PushOutcome& outcome, uint64_t* lsn = nullptr)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // A claimed push task's lease lasts its dispatch deadline plus this.
+  static constexpr absl::Duration kPushLeaseSlack = absl::Seconds(10);
+
+  // DEAD -> SCHEDULED, due now, with attempts back at 0 (a fresh set of max_attempts).
+  // NOT_FOUND; FAILED_PRECONDITION when the task is not DEAD.
+  absl::StatusOr<TaskInfo> Retry(absl::string_view task_id, uint64_t* lsn = nullptr)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Lists the tasks of `queue` (empty: every queue) in `state` (none: every state), up to
+  // `page_size` of them, starting at `cursor` (0 for the first page). Tasks come in no particular
+  // order; a task that exists for the whole listing is listed exactly once. Holds mu_ for a bounded
+  // stretch at a time, so a listing over millions of tasks does not stall writers.
+  TaskPage List(absl::string_view queue, std::optional<TaskState> state, size_t page_size,
+                uint64_t cursor) const ABSL_LOCKS_EXCLUDED(mu_);
 
   // Applies a fired timer (see TimerOutcome).
   TimerOutcome OnTimer(uint64_t cookie) ABSL_LOCKS_EXCLUDED(mu_);

@@ -615,5 +615,179 @@ TEST(ConversionTest, TimestampRange) {
             absl::UnixEpoch() - absl::Nanoseconds(1));
 }
 
+// ---------------------------------------------------------------------------------------------
+// Push targets and ListTasks.
+
+v1::ScheduleRequest HttpRequest(const std::string& url) {
+  v1::ScheduleRequest request;
+  request.mutable_http_target()->set_url(url);
+  return request;
+}
+
+// A valid HTTP target is carried with its sorted headers and the default dispatch deadline; a
+// gRPC target with its address, method and TLS flag.
+TEST(ValidatePushTargetTest, CarriesTargetsWithDefaults) {
+  v1::ScheduleRequest request = HttpRequest("https://hooks.example.com:8443/orders?x=1");
+  (*request.mutable_http_target()->mutable_headers())["X-B"] = "2";
+  (*request.mutable_http_target()->mutable_headers())["Authorization"] = "Bearer t";
+  absl::StatusOr<NewTask> task = ValidateSchedule(request, Limits{}, kNow);
+  ASSERT_TRUE(task.ok()) << task.status();
+  ASSERT_TRUE(task->target.has_value());
+  EXPECT_EQ(task->target->kind, PushTarget::Kind::kHttp);
+  EXPECT_EQ(task->target->url, "https://hooks.example.com:8443/orders?x=1");
+  EXPECT_EQ(task->target->http_headers, (Headers{{"Authorization", "Bearer t"}, {"X-B", "2"}}));
+  EXPECT_EQ(task->target->dispatch_deadline, absl::Seconds(30));
+
+  v1::ScheduleRequest grpc;
+  grpc.mutable_grpc_target()->set_address("billing.internal:443");
+  grpc.mutable_grpc_target()->set_method("/billing.v1.Invoices/Close");
+  grpc.mutable_grpc_target()->set_tls(true);
+  *grpc.mutable_dispatch_deadline() = DurationProto(5);
+  (*grpc.mutable_headers())["trace-id"] = "abc";
+  task = ValidateSchedule(grpc, Limits{}, kNow);
+  ASSERT_TRUE(task.ok()) << task.status();
+  EXPECT_EQ(task->target->kind, PushTarget::Kind::kGrpc);
+  EXPECT_EQ(task->target->address, "billing.internal:443");
+  EXPECT_EQ(task->target->method, "/billing.v1.Invoices/Close");
+  EXPECT_TRUE(task->target->tls);
+  EXPECT_EQ(task->target->dispatch_deadline, absl::Seconds(5));
+  grpc.mutable_grpc_target()->set_address("[2001:db8::1]:50051");
+  EXPECT_TRUE(ValidateSchedule(grpc, Limits{}, kNow).ok());
+}
+
+// Every malformed target is INVALID_ARGUMENT naming the field.
+TEST(ValidatePushTargetTest, MalformedTargetsNameTheField) {
+  const std::pair<std::string, std::string> bad_urls[] = {
+      {"", "http_target.url is required"},
+      {"ftp://example.com/x", "http_target.url must be an http:// or https:// URL"},
+      {"example.com/x", "http_target.url"},
+      {"https://", "http_target.url"},
+      {"https://example.com/" + std::string(2100, 'a'), "http_target.url must be at most 2048"},
+  };
+  for (const auto& [url, message] : bad_urls) {
+    EXPECT_THAT(InvalidMessage(ValidateSchedule(HttpRequest(url), Limits{}, kNow)),
+                HasSubstr(message))
+        << url;
+  }
+  v1::ScheduleRequest request = HttpRequest("https://example.com/");
+  for (const char* reserved : {"Host", "content-length", "Hourglass-Task-Id", "grpc-timeout"}) {
+    v1::ScheduleRequest r = request;
+    (*r.mutable_http_target()->mutable_headers())[reserved] = "x";
+    EXPECT_THAT(InvalidMessage(ValidateSchedule(r, Limits{}, kNow)), HasSubstr("is reserved"))
+        << reserved;
+  }
+  v1::ScheduleRequest injected = request;
+  (*injected.mutable_http_target()->mutable_headers())["X-A"] = "a\r\nX-Evil: 1";
+  EXPECT_THAT(InvalidMessage(ValidateSchedule(injected, Limits{}, kNow)),
+              HasSubstr("must not contain control characters"));
+  v1::ScheduleRequest bad_name = request;
+  (*bad_name.mutable_headers())["bad name"] = "x";
+  EXPECT_THAT(InvalidMessage(ValidateSchedule(bad_name, Limits{}, kNow)),
+              HasSubstr("is not a valid HTTP header name"));
+
+  v1::ScheduleRequest grpc;
+  grpc.mutable_grpc_target()->set_address("billing:443");
+  for (const char* method : {"", "Close", "/x", "/svc/", "//Close", "/a b/C"}) {
+    grpc.mutable_grpc_target()->set_method(method);
+    EXPECT_THAT(InvalidMessage(ValidateSchedule(grpc, Limits{}, kNow)),
+                HasSubstr("grpc_target.method must be a full method name"))
+        << method;
+  }
+  grpc.mutable_grpc_target()->set_method("/billing.v1.Invoices/Close");
+  for (const char* address : {"billing", "billing:0", "billing:70000", ":443", "::1:443", ""}) {
+    grpc.mutable_grpc_target()->set_address(address);
+    EXPECT_THAT(InvalidMessage(ValidateSchedule(grpc, Limits{}, kNow)),
+                HasSubstr("grpc_target.address"))
+        << address;
+  }
+  grpc.mutable_grpc_target()->set_address("billing:443");
+  (*grpc.mutable_headers())["Upper"] = "x";
+  EXPECT_THAT(InvalidMessage(ValidateSchedule(grpc, Limits{}, kNow)),
+              HasSubstr("is not a valid gRPC metadata key"));
+}
+
+// dispatch_deadline: 100 ms to 30 min, and only with a target.
+TEST(ValidatePushTargetTest, DispatchDeadlineBoundaries) {
+  v1::ScheduleRequest request = HttpRequest("https://example.com/");
+  *request.mutable_dispatch_deadline() = DurationProto(0, 100'000'000);
+  EXPECT_TRUE(ValidateSchedule(request, Limits{}, kNow).ok());
+  *request.mutable_dispatch_deadline() = DurationProto(0, 99'999'999);
+  EXPECT_EQ(InvalidMessage(ValidateSchedule(request, Limits{}, kNow)),
+            "dispatch_deadline must be >= 100ms, got 99.999999ms");
+  *request.mutable_dispatch_deadline() = DurationProto(1800);
+  EXPECT_TRUE(ValidateSchedule(request, Limits{}, kNow).ok());
+  *request.mutable_dispatch_deadline() = DurationProto(1801);
+  EXPECT_EQ(InvalidMessage(ValidateSchedule(request, Limits{}, kNow)),
+            "dispatch_deadline must be <= 30m, got 30m1s");
+  v1::ScheduleRequest pull;
+  *pull.mutable_dispatch_deadline() = DurationProto(5);
+  EXPECT_THAT(InvalidMessage(ValidateSchedule(pull, Limits{}, kNow)),
+              StartsWith("dispatch_deadline applies to push tasks only"));
+}
+
+// With a policy, literal addresses and localhost in refused ranges are refused at Schedule;
+// host names are left to delivery time; the allowlist admits.
+TEST(ValidatePushTargetTest, RefusedLiteralTargetsAreInvalidAtSchedule) {
+  absl::StatusOr<AddressPolicy> policy = AddressPolicy::Create("");
+  ASSERT_TRUE(policy.ok());
+  Limits limits;
+  limits.push_policy = &*policy;
+  EXPECT_THAT(
+      InvalidMessage(
+          ValidateSchedule(HttpRequest("http://169.254.169.254/latest/meta-data"), limits, kNow)),
+      HasSubstr("http_target.url is refused: 169.254.169.254 is the cloud metadata address"));
+  EXPECT_THAT(InvalidMessage(ValidateSchedule(HttpRequest("http://[::1]:8080/"), limits, kNow)),
+              HasSubstr("loopback"));
+  EXPECT_THAT(InvalidMessage(ValidateSchedule(HttpRequest("http://localhost:8080/"), limits, kNow)),
+              HasSubstr("loopback"));
+  EXPECT_TRUE(ValidateSchedule(HttpRequest("https://example.com/"), limits, kNow).ok());
+  v1::ScheduleRequest grpc;
+  grpc.mutable_grpc_target()->set_address("10.0.0.7:50051");
+  grpc.mutable_grpc_target()->set_method("/a.B/C");
+  EXPECT_THAT(InvalidMessage(ValidateSchedule(grpc, limits, kNow)),
+              HasSubstr("grpc_target.address is refused: 10.0.0.7 is a private address"));
+  absl::StatusOr<AddressPolicy> allow = AddressPolicy::Create("10.0.0.0/24");
+  limits.push_policy = &*allow;
+  EXPECT_TRUE(ValidateSchedule(grpc, limits, kNow).ok());
+}
+
+// ListTasks: defaults, limits, and page tokens bound to their filter.
+TEST(ValidateListTest, DefaultsLimitsAndTokens) {
+  v1::ListTasksRequest request;
+  absl::StatusOr<ListParams> params = ValidateList(request);
+  ASSERT_TRUE(params.ok());
+  EXPECT_EQ(params->queue, "");
+  EXPECT_EQ(params->state, std::nullopt);
+  EXPECT_EQ(params->page_size, 100u);
+  EXPECT_EQ(params->cursor, 0u);
+  request.set_page_size(1001);
+  EXPECT_EQ(InvalidMessage(ValidateList(request)),
+            "page_size must be between 0 (meaning 100) and 1000, got 1001");
+  request.set_page_size(1000);
+  request.set_queue("emails");
+  request.set_state(v1::TASK_STATE_DEAD);
+  params = ValidateList(request);
+  ASSERT_TRUE(params.ok());
+  EXPECT_EQ(params->state, TaskState::kDead);
+  const std::string token = ListPageToken(*params, 4242);
+  EXPECT_EQ(ListPageToken(*params, 0), "");
+  request.set_page_token(token);
+  params = ValidateList(request);
+  ASSERT_TRUE(params.ok());
+  EXPECT_EQ(params->cursor, 4242u);
+  request.set_state(v1::TASK_STATE_READY);
+  EXPECT_THAT(InvalidMessage(ValidateList(request)),
+              HasSubstr("page_token belongs to a listing with another queue or state"));
+  request.set_page_token("garbage!");
+  EXPECT_EQ(InvalidMessage(ValidateList(request)),
+            "page_token is not a next_page_token of ListTasks");
+  request.set_page_token("");
+  request.set_queue("bad queue");
+  EXPECT_THAT(InvalidMessage(ValidateList(request)), StartsWith("queue must match"));
+  request.set_queue("");
+  request.set_state(static_cast<v1::TaskState>(42));
+  EXPECT_THAT(InvalidMessage(ValidateList(request)), StartsWith("state must be a TaskState"));
+}
+
 }  // namespace
 }  // namespace hourglass

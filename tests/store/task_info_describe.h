@@ -19,6 +19,16 @@ inline std::string TimeString(std::optional<absl::Time> t) {
   return t.has_value() ? TimeString(*t) : std::string("none");
 }
 
+inline std::string Describe(const std::optional<PushTarget>& target) {
+  if (!target.has_value()) return "pull";
+  std::string headers;
+  for (const auto& [key, value] : target->http_headers)
+    absl::StrAppend(&headers, key, ":", value, ";");
+  return absl::StrCat(target->kind == PushTarget::Kind::kHttp ? "http " : "grpc ", target->url,
+                      target->address, target->method, target->tls ? " tls" : "", " [", headers,
+                      "] deadline=", absl::FormatDuration(target->dispatch_deadline));
+}
+
 inline std::string Describe(const TaskInfo& info) {
   return absl::StrCat(info.task_id, " {queue=", info.queue, " state=", TaskStateName(info.state),
                       " attempts=", info.attempts, " due=", TimeString(info.due_time),
@@ -28,7 +38,8 @@ inline std::string Describe(const TaskInfo& info) {
                       "\" retry=", info.retry_policy.max_attempts, "/",
                       absl::FormatDuration(info.retry_policy.min_backoff), "/",
                       absl::FormatDuration(info.retry_policy.max_backoff),
-                      " payload_size=", info.payload_size_bytes, "}");
+                      " payload_size=", info.payload_size_bytes, " target=", Describe(info.target),
+                      "}");
 }
 
 }  // namespace hourglass

@@ -1418,6 +1418,77 @@ TEST_F(TaskStoreLogTest, RecoveredFinishedTaskIsForgottenAtTheEndOfItsRetention)
 }
 
 // ---------------------------------------------------------------------------------------------
+// Push tasks (their targets), claims, push outcomes, a RetryTask and a DEAD task's payload all
+// come back from the log and from a snapshot exactly; a recovered push claim expires at its time.
+TEST_F(TaskStoreLogTest, PushTasksClaimsAndRetriesRecoverExactly) {
+  const RetryPolicy retry{
+      .max_attempts = 2, .min_backoff = absl::Seconds(1), .max_backoff = absl::Seconds(1)};
+  PushTarget http;
+  http.kind = PushTarget::Kind::kHttp;
+  http.url = "https://example.com/hook";
+  http.http_headers = {{"Authorization", "Bearer x"}, {"Content-Type", "application/json"}};
+  http.dispatch_deadline = absl::Seconds(20);
+  PushTarget grpc;
+  grpc.kind = PushTarget::Kind::kGrpc;
+  grpc.address = "billing.internal:443";
+  grpc.method = "/billing.v1.Invoices/Close";
+  grpc.tls = true;
+  NewTask in_flight = Task("push", "in-flight", "p1", absl::ZeroDuration(), retry);
+  in_flight.target = http;
+  MustSchedule(in_flight);
+  NewTask later = Task("push", "later", "p2", absl::Hours(1), retry);
+  later.target = grpc;
+  MustSchedule(later);
+  NewTask dead = Task("push", "dead", "p3", absl::ZeroDuration(), retry);
+  dead.target = http;
+  MustSchedule(dead);
+  MustSchedule(Task("pull", "revived", "p4", absl::ZeroDuration(), retry));
+  ASSERT_EQ(FireNow().size(), 3u);
+  std::optional<PushTask> first = store_.ClaimPush("push");
+  ASSERT_TRUE(first.has_value());
+  std::optional<PushTask> second = store_.ClaimPush("push");
+  ASSERT_TRUE(second.has_value());
+  ASSERT_EQ(second->task_id, "dead");
+  ASSERT_TRUE(store_
+                  .FinishPush("dead", second->lease_token,
+                              {.kind = PushOutcome::Kind::kDead, .error = "HTTP 404"})
+                  .ok());
+  std::vector<LeasedTask> leased = store_.Lease("pull", 1, absl::Seconds(30));
+  ASSERT_EQ(leased.size(), 1u);
+  ASSERT_TRUE(store_.Nack("revived", leased[0].lease_token, std::nullopt, "no").ok());
+  Tick(absl::Seconds(1));
+  leased = store_.Lease("pull", 1, absl::Seconds(30));
+  ASSERT_EQ(leased.size(), 1u);
+  ASSERT_TRUE(store_.Nack("revived", leased[0].lease_token, std::nullopt, "no again").ok());
+  ASSERT_EQ(MustGet("revived").state, TaskState::kDead);
+  ASSERT_TRUE(store_.Retry("revived").ok());
+  ASSERT_EQ(FireNow().size(), 1u);  // due at once: READY
+  EXPECT_EQ(MustGet("revived").state, TaskState::kReady);
+  EXPECT_EQ(MustGet("in-flight").state, TaskState::kLeased);
+
+  const std::vector<std::string> ids = {"in-flight", "later", "dead", "revived"};
+  std::unique_ptr<RecoveredStore> from_log = Recover(clock_, {}, log_.All());
+  ExpectRecoveredEqualsLive(store_, *from_log, clock_.Now(), ids, {});
+
+  std::vector<LogRecord> snapshot;
+  size_t cursor = 0;
+  while (store_.SnapshotChunk(&cursor, 2, &snapshot)) {
+  }
+  std::unique_ptr<RecoveredStore> from_snapshot = Recover(clock_, snapshot, {});
+  ExpectRecoveredEqualsLive(store_, *from_snapshot, clock_.Now(), ids, {});
+  EXPECT_EQ(MustGet("later").target, grpc);
+
+  // The DEAD push task kept its payload: a retry delivers it again.
+  ASSERT_TRUE(from_log->store.Retry("dead").ok());
+  clock_.Advance(absl::Milliseconds(1));
+  for (uint64_t cookie : from_log->timers.FireDue(clock_.Now())) from_log->store.OnTimer(cookie);
+  std::optional<PushTask> again = from_log->store.ClaimPush("push");
+  ASSERT_TRUE(again.has_value());
+  EXPECT_EQ(again->task_id, "dead");
+  EXPECT_EQ(again->payload, "p3");
+  EXPECT_EQ(again->target, http);
+}
+
 // 5. Replay's validation.
 
 // Replay refuses records that make no sense (no change, a put without task_id or queue, a state

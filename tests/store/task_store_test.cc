@@ -1514,5 +1514,269 @@ TEST_F(TaskStoreTest, RandomizedOperationsAgreeWithReferenceModel) {
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Push tasks, RetryTask and ListTasks.
+
+PushTarget HttpTargetFor(std::string url, absl::Duration deadline = absl::Seconds(5)) {
+  PushTarget target;
+  target.kind = PushTarget::Kind::kHttp;
+  target.url = std::move(url);
+  target.http_headers = {{"Content-Type", "application/json"}};
+  target.dispatch_deadline = deadline;
+  return target;
+}
+
+class PushTaskStoreTest : public TaskStoreTest {
+ protected:
+  // Schedules a push task due now and fires its timer: it is READY in the queue's push list.
+  void SchedulePushReady(const std::string& queue, const std::string& task_id,
+                         RetryPolicy retry_policy = {}) {
+    NewTask task =
+        Task(queue, task_id, "{\"id\":\"" + task_id + "\"}", absl::ZeroDuration(), retry_policy);
+    task.target = HttpTargetFor("https://example.com/hook/" + task_id);
+    MustSchedule(std::move(task));
+    std::vector<TimerOutcome> fired = FireNow();
+    ASSERT_EQ(fired.size(), 1u);
+    EXPECT_EQ(fired[0].kind, Kind::kReady);
+    EXPECT_TRUE(fired[0].push);
+  }
+
+  PushTask MustClaim(absl::string_view queue) {
+    std::optional<PushTask> claimed = store_.ClaimPush(queue);
+    EXPECT_TRUE(claimed.has_value());
+    return claimed.value_or(PushTask{});
+  }
+};
+
+// A push task is never handed to Lease, and a pull task never to ClaimPush, even in one queue;
+// ClaimPush hands push tasks out oldest first with everything a delivery needs.
+TEST_F(PushTaskStoreTest, PushAndPullTasksOfOneQueueAreHandedOutSeparately) {
+  ScheduleReady("q", "pull-1");
+  SchedulePushReady("q", "push-1");
+  SchedulePushReady("q", "push-2");
+  EXPECT_EQ(CountOf("q", TaskState::kReady), 3);
+
+  std::vector<LeasedTask> leased = store_.Lease("q", 10, absl::Seconds(30));
+  EXPECT_EQ(IdsOf(leased), std::vector<std::string>{"pull-1"});
+
+  const absl::Time claim_time = clock_.Now();
+  PushTask first = MustClaim("q");
+  EXPECT_EQ(first.task_id, "push-1");
+  EXPECT_EQ(first.queue, "q");
+  EXPECT_EQ(first.payload, "{\"id\":\"push-1\"}");
+  EXPECT_EQ(first.attempt, 1);
+  EXPECT_EQ(first.target, HttpTargetFor("https://example.com/hook/push-1"));
+  EXPECT_FALSE(first.lease_token.empty());
+  absl::StatusOr<TaskInfo> info = store_.Get("push-1");
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->state, TaskState::kLeased);
+  EXPECT_EQ(info->lease_expire_time, claim_time + absl::Seconds(5) + TaskStore::kPushLeaseSlack);
+  EXPECT_EQ(info->target, HttpTargetFor("https://example.com/hook/push-1"));
+  EXPECT_EQ(MustClaim("q").task_id, "push-2");
+  EXPECT_EQ(store_.ClaimPush("q"), std::nullopt);
+  EXPECT_EQ(store_.ClaimPush("unknown-queue"), std::nullopt);
+  EXPECT_TRUE(store_.Lease("q", 10, absl::Seconds(30)).empty());
+}
+
+// FinishPush: success is SUCCEEDED; a retry waits max(backoff, Retry-After) and keeps the error;
+// a retry on the last attempt and a permanent failure are DEAD; a stale claim is refused.
+TEST_F(PushTaskStoreTest, FinishPushAppliesEveryOutcome) {
+  const RetryPolicy policy{
+      .max_attempts = 3, .min_backoff = absl::Seconds(2), .max_backoff = absl::Seconds(60)};
+  SchedulePushReady("q", "ok", policy);
+  PushTask ok = MustClaim("q");
+  absl::StatusOr<TaskInfo> done =
+      store_.FinishPush("ok", ok.lease_token, {.kind = PushOutcome::Kind::kSucceeded});
+  ASSERT_TRUE(done.ok()) << done.status();
+  EXPECT_EQ(done->state, TaskState::kSucceeded);
+  EXPECT_EQ(done->attempts, 1);
+  EXPECT_EQ(store_.FinishPush("ok", ok.lease_token, {}).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+
+  SchedulePushReady("q", "flaky", policy);
+  PushTask attempt1 = MustClaim("q");
+  absl::StatusOr<TaskInfo> retried = store_.FinishPush(
+      "flaky", attempt1.lease_token,
+      {.kind = PushOutcome::Kind::kRetry, .error = "HTTP 503 Service Unavailable"});
+  ASSERT_TRUE(retried.ok());
+  EXPECT_EQ(retried->state, TaskState::kScheduled);
+  EXPECT_EQ(retried->due_time, clock_.Now() + absl::Seconds(2));  // the backoff
+  EXPECT_EQ(retried->last_error, "HTTP 503 Service Unavailable");
+  EXPECT_TRUE(Tick(absl::Seconds(2) - kMs).empty());
+  std::vector<TimerOutcome> fired = Tick(kMs);
+  ASSERT_EQ(fired.size(), 1u);
+  EXPECT_TRUE(fired[0].push);
+  PushTask attempt2 = MustClaim("q");
+  EXPECT_EQ(attempt2.attempt, 2);
+  // Retry-After longer than the backoff (4 s) wins.
+  retried = store_.FinishPush(
+      "flaky", attempt2.lease_token,
+      {.kind = PushOutcome::Kind::kRetry, .error = "HTTP 429", .retry_after = absl::Seconds(90)});
+  ASSERT_TRUE(retried.ok());
+  EXPECT_EQ(retried->due_time, clock_.Now() + absl::Seconds(90));
+  Tick(absl::Seconds(90));
+  PushTask attempt3 = MustClaim("q");
+  EXPECT_EQ(attempt3.attempt, 3);
+  absl::StatusOr<TaskInfo> dead = store_.FinishPush(
+      "flaky", attempt3.lease_token, {.kind = PushOutcome::Kind::kRetry, .error = "HTTP 500"});
+  ASSERT_TRUE(dead.ok());
+  EXPECT_EQ(dead->state, TaskState::kDead);
+  EXPECT_EQ(dead->last_error, "HTTP 500");
+
+  SchedulePushReady("q", "gone", policy);
+  PushTask gone = MustClaim("q");
+  dead = store_.FinishPush("gone", gone.lease_token,
+                           {.kind = PushOutcome::Kind::kDead, .error = "HTTP 404 Not Found"});
+  ASSERT_TRUE(dead.ok());
+  EXPECT_EQ(dead->state, TaskState::kDead);
+  EXPECT_EQ(dead->attempts, 1);
+  EXPECT_EQ(dead->last_error, "HTTP 404 Not Found");
+  EXPECT_EQ(CountOf("q", TaskState::kDead), 2);
+  EXPECT_EQ(store_.FinishPush("nope", "token", {}).status().code(), absl::StatusCode::kNotFound);
+}
+
+// A delivery released at shutdown is due again at once and its attempt is not counted.
+TEST_F(PushTaskStoreTest, ReleasedClaimIsDueNowWithoutCountingTheAttempt) {
+  SchedulePushReady("q", "r");
+  PushTask claim = MustClaim("q");
+  absl::StatusOr<TaskInfo> released =
+      store_.FinishPush("r", claim.lease_token, {.kind = PushOutcome::Kind::kReleased});
+  ASSERT_TRUE(released.ok());
+  EXPECT_EQ(released->state, TaskState::kScheduled);
+  EXPECT_EQ(released->attempts, 0);
+  EXPECT_EQ(released->due_time, clock_.Now());
+  EXPECT_EQ(released->last_error, "");
+  std::vector<TimerOutcome> fired = FireNow();
+  ASSERT_EQ(fired.size(), 1u);
+  EXPECT_EQ(fired[0].kind, Kind::kReady);
+  EXPECT_EQ(MustClaim("q").attempt, 1);
+}
+
+// A claim whose delivery never reports (the server died) expires after the dispatch deadline
+// plus the slack and is retried like an expired lease, with an error that says so.
+TEST_F(PushTaskStoreTest, UnreportedClaimExpiresAndIsRetried) {
+  SchedulePushReady("q", "lost");
+  MustClaim("q");
+  EXPECT_TRUE(Tick(absl::Seconds(5) + TaskStore::kPushLeaseSlack - kMs).empty());
+  std::vector<TimerOutcome> fired = Tick(kMs);
+  ASSERT_EQ(fired.size(), 1u);
+  EXPECT_EQ(fired[0].kind, Kind::kLeaseRetry);
+  absl::StatusOr<TaskInfo> info = store_.Get("lost");
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->state, TaskState::kScheduled);
+  EXPECT_TRUE(absl::StrContains(info->last_error, "did not finish by its dispatch deadline"))
+      << info->last_error;
+}
+
+// Idempotent Schedule compares the push target too: the same request is a repeat, another
+// target (or a pull task with the same id and payload) is ALREADY_EXISTS.
+TEST_F(PushTaskStoreTest, IdempotencyIncludesTheTarget) {
+  NewTask task = Task("q", "hook", "body", absl::Seconds(10));
+  task.target = HttpTargetFor("https://example.com/a");
+  ASSERT_TRUE(MustSchedule(task).created);
+  absl::StatusOr<ScheduleResult> repeat = store_.Schedule(task);
+  ASSERT_TRUE(repeat.ok());
+  EXPECT_FALSE(repeat->created);
+  NewTask other = task;
+  other.target->url = "https://example.com/b";
+  EXPECT_EQ(store_.Schedule(other).status().code(), absl::StatusCode::kAlreadyExists);
+  other = task;
+  other.target->dispatch_deadline = absl::Seconds(6);
+  EXPECT_EQ(store_.Schedule(other).status().code(), absl::StatusCode::kAlreadyExists);
+  other = task;
+  other.target.reset();
+  EXPECT_EQ(store_.Schedule(other).status().code(), absl::StatusCode::kAlreadyExists);
+}
+
+// Retry sends a DEAD task (pull or push) back with its payload and a fresh set of attempts; any
+// other state is FAILED_PRECONDITION.
+TEST_F(PushTaskStoreTest, RetryRevivesDeadTasksWithTheirPayload) {
+  ScheduleReady("q", "pull", RetryPolicy{.max_attempts = 1});
+  LeasedTask leased = LeaseOne("q", absl::Seconds(30));
+  ASSERT_TRUE(store_.Nack("pull", leased.lease_token, std::nullopt, "boom").ok());
+  EXPECT_EQ(StateOf("pull"), TaskState::kDead);
+  SchedulePushReady("q", "push", RetryPolicy{.max_attempts = 1});
+  PushTask claim = MustClaim("q");
+  ASSERT_TRUE(store_
+                  .FinishPush("push", claim.lease_token,
+                              {.kind = PushOutcome::Kind::kDead, .error = "HTTP 410"})
+                  .ok());
+
+  clock_.Advance(absl::Minutes(5));
+  absl::StatusOr<TaskInfo> retried = store_.Retry("pull");
+  ASSERT_TRUE(retried.ok()) << retried.status();
+  EXPECT_EQ(retried->state, TaskState::kScheduled);
+  EXPECT_EQ(retried->attempts, 0);
+  EXPECT_EQ(retried->due_time, clock_.Now());
+  EXPECT_EQ(retried->finish_time, std::nullopt);
+  EXPECT_EQ(retried->last_error, "boom");
+  ASSERT_TRUE(store_.Retry("push").ok());
+  std::vector<TimerOutcome> fired = FireNow();
+  ASSERT_EQ(fired.size(), 2u);
+  LeasedTask again = LeaseOne("q", absl::Seconds(30));
+  EXPECT_EQ(again.payload, "payload of pull");
+  EXPECT_EQ(again.attempt, 1);
+  PushTask push_again = MustClaim("q");
+  EXPECT_EQ(push_again.payload, "{\"id\":\"push\"}");
+  EXPECT_EQ(push_again.attempt, 1);
+
+  EXPECT_EQ(store_.Retry("pull").status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store_.Retry("missing").status().code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(store_.Ack("pull", again.lease_token).ok());
+  EXPECT_EQ(store_.Retry("pull").status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+// List filters by queue and state and pages through every match exactly once, also when tasks
+// come and go between pages.
+TEST_F(PushTaskStoreTest, ListPagesThroughEveryMatchOnce) {
+  for (int i = 0; i < 10000; ++i) {
+    MustSchedule(
+        Task(i % 2 == 0 ? "even" : "odd", absl::StrCat("t", i), "p", absl::Seconds(10 + i % 3)));
+  }
+  for (int i = 0; i < 10000; i += 10) ASSERT_TRUE(store_.Cancel(absl::StrCat("t", i)).ok());
+
+  auto list_all = [&](absl::string_view queue, std::optional<TaskState> state, size_t page_size,
+                      bool churn) {
+    std::vector<std::string> ids;
+    uint64_t cursor = 0;
+    int pages = 0;
+    int added = 0;
+    do {
+      TaskPage page = store_.List(queue, state, page_size, cursor);
+      EXPECT_LE(page.tasks.size(), page_size);
+      for (const TaskInfo& info : page.tasks) {
+        if (!queue.empty()) {
+          EXPECT_EQ(info.queue, queue);
+        }
+        if (state.has_value()) {
+          EXPECT_EQ(info.state, *state);
+        }
+        ids.push_back(info.task_id);
+      }
+      cursor = page.next_cursor;
+      ++pages;
+      if (churn) {  // new tasks between pages must not make existing ones appear twice
+        MustSchedule(Task("even", absl::StrCat("new", added++), "p", absl::Seconds(10)));
+      }
+    } while (cursor != 0);
+    EXPECT_GT(pages, 1);
+    return ids;
+  };
+  std::vector<std::string> cancelled_even = list_all("even", TaskState::kCancelled, 7, false);
+  EXPECT_EQ(cancelled_even.size(), 1000u);
+  std::set<std::string> unique(cancelled_even.begin(), cancelled_even.end());
+  EXPECT_EQ(unique.size(), 1000u);
+  EXPECT_TRUE(unique.count("t0") && unique.count("t9990"));
+
+  std::vector<std::string> odd = list_all("odd", std::nullopt, 333, true);
+  EXPECT_EQ(odd.size(), 5000u);
+  EXPECT_EQ(std::set<std::string>(odd.begin(), odd.end()).size(), 5000u);
+
+  std::vector<std::string> all = list_all("", std::nullopt, 1000, false);
+  EXPECT_EQ(all.size(), store_.size());
+  EXPECT_TRUE(store_.List("none", std::nullopt, 10, 0).tasks.empty());
+  EXPECT_EQ(store_.List("none", std::nullopt, 10, 0).next_cursor, 0u);
+}
+
 }  // namespace
 }  // namespace hourglass

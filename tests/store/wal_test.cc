@@ -1384,7 +1384,8 @@ absl::string_view TaskIdOf(const LogRecord& record) {
 }
 
 // Applies `record` to `tasks` as TaskStore::Replay() does (records are absolute: a put is the whole
-// task, an update its whole mutable part, and a finished task keeps no payload or headers).
+// task, an update its whole mutable part, and a SUCCEEDED or CANCELLED task keeps no payload or
+// headers; a DEAD one keeps them for RetryTask).
 void Apply(const LogRecord& record, TaskMap& tasks) {
   store::v1::TaskPut* put = nullptr;
   switch (record.change_case()) {
@@ -1405,7 +1406,8 @@ void Apply(const LogRecord& record, TaskMap& tasks) {
       ADD_FAILURE() << "a record with no change";
       break;
   }
-  if (put != nullptr && IsFinal(static_cast<TaskState>(put->state().state()))) {
+  const auto state = put != nullptr ? static_cast<TaskState>(put->state().state()) : TaskState{};
+  if (put != nullptr && IsFinal(state) && state != TaskState::kDead) {
     put->clear_payload();
     put->clear_headers();
   }

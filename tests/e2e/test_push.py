@@ -1,0 +1,1139 @@
+"""Push delivery against real receivers started by the tests, all on 127.0.0.1.
+
+HTTP receivers are http.server.ThreadingHTTPServer instances in threads; the gRPC receiver is a
+grpc.server serving billing.v1.Invoices (tests/e2e/protos/receiver.proto). Servers that deliver
+run with --push_allowlist=127.0.0.0/8 (loopback is refused by default); the SSRF and validation
+tests use the shared server, which has no allowlist. Retry policies use short backoffs (200 ms) so
+that the file stays fast.
+"""
+
+import calendar
+import concurrent.futures
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import grpc
+import pytest
+
+import support
+from support import (
+    EARLY_TOLERANCE_NS,
+    REPO_ROOT,
+    STUBS_DIR,
+    State,
+    StatusCode,
+    duration,
+    expect_error,
+    expect_invalid_argument,
+    metric_value,
+    now_ns,
+    ns,
+    parse_metrics,
+    scheduler_pb2,
+    scrape,
+    task_pb2,
+    unique,
+    wait_until,
+)
+
+SECOND_NS = 1_000_000_000
+MS_NS = 1_000_000
+ALLOW_LOOPBACK = "--push_allowlist=127.0.0.0/8"
+MIN_BACKOFF_S = 0.2
+# Slack for "no sooner than": the receiver's clock reads a little after the server's.
+EARLY_TOLERANCE_S = EARLY_TOLERANCE_NS / 1e9
+FINAL_STATES = (State.TASK_STATE_SUCCEEDED, State.TASK_STATE_DEAD, State.TASK_STATE_CANCELLED)
+
+
+# --- the receiver's generated stubs -------------------------------------------------------
+
+
+def _import_receiver_stubs():
+    """billing.v1 stubs of tests/e2e/protos/receiver.proto.
+
+    Taken from HOURGLASS_PY_STUBS when tools/gen_python_stubs.sh generated them there; otherwise
+    generated here with protoc and grpc_python_plugin (PROTOC / GRPC_PYTHON_PLUGIN, or the ones
+    on PATH), exactly as that script would.
+    """
+    try:
+        import receiver_pb2
+        import receiver_pb2_grpc
+
+        return receiver_pb2, receiver_pb2_grpc
+    except ImportError:
+        pass
+    protoc = os.environ.get("PROTOC") or shutil.which("protoc")
+    plugin = os.environ.get("GRPC_PYTHON_PLUGIN") or shutil.which("grpc_python_plugin")
+    assert protoc and plugin, (
+        f"receiver_pb2 is not in {STUBS_DIR} and protoc / grpc_python_plugin are not on PATH "
+        "to generate it (set PROTOC and GRPC_PYTHON_PLUGIN)"
+    )
+    out = tempfile.mkdtemp(prefix="hourglass-e2e-receiver-stubs-")
+    subprocess.run(
+        [
+            protoc,
+            f"--proto_path={os.path.join(REPO_ROOT, 'tests', 'e2e', 'protos')}",
+            f"--python_out={out}",
+            f"--grpc_python_out={out}",
+            f"--plugin=protoc-gen-grpc_python={plugin}",
+            "receiver.proto",
+        ],
+        check=True,
+    )
+    sys.path.insert(0, out)
+    import receiver_pb2
+    import receiver_pb2_grpc
+
+    return receiver_pb2, receiver_pb2_grpc
+
+
+receiver_pb2, receiver_grpc = _import_receiver_stubs()
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def retry_policy(max_attempts=5, min_backoff_s=MIN_BACKOFF_S, max_backoff_s=1.0):
+    return task_pb2.RetryPolicy(
+        max_attempts=max_attempts,
+        min_backoff=duration(min_backoff_s),
+        max_backoff=duration(max_backoff_s),
+    )
+
+
+def http_target(url, headers=None):
+    return task_pb2.HttpTarget(url=url, headers=headers or {})
+
+
+def wait_final(client, task_id, timeout_s=15):
+    """Polls GetStatus until the task is SUCCEEDED, DEAD or CANCELLED; returns it."""
+    return wait_until(
+        lambda: (lambda t: t if t.state in FINAL_STATES else None)(client.status(task_id)),
+        timeout_s,
+        interval_s=0.05,
+        what=f"task {task_id} to finish",
+    )
+
+
+def wait_state(client, task_id, state, timeout_s=15):
+    task = wait_final(client, task_id, timeout_s)
+    assert task.state == state, (
+        f"task {task_id} ended {State.Name(task.state)}, expected {State.Name(state)}; "
+        f"attempts {task.attempts}, last_error {task.last_error!r}"
+    )
+    return task
+
+
+def metrics(server):
+    return parse_metrics(scrape(server))
+
+
+def rfc3339_ns(text):
+    """Nanoseconds since the epoch of an RFC 3339 UTC time such as 2026-11-28T14:30:00.123Z."""
+    match = re.fullmatch(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?Z", text)
+    assert match, f"not an RFC 3339 UTC time: {text!r}"
+    *fields, fraction = match.groups()
+    seconds = calendar.timegm(tuple(int(f) for f in fields))
+    return seconds * SECOND_NS + int((fraction or "").ljust(9, "0"))
+
+
+def stop_server(server):
+    code, _ = server.terminate(close_clients_first=True)
+    assert code == 0, f"hourglass exited with {code} after SIGTERM\n" + server.log_tail()
+
+
+class Received:
+    """One request an HttpReceiver got."""
+
+    def __init__(self, method, path, headers, body):
+        self.method = method
+        self.path = path
+        self.headers = headers  # email.message.Message: case-insensitive get()
+        self.body = body
+        self.monotonic = time.monotonic()
+        self.wall_ns = time.time_ns()
+        self.task_id = headers.get("Hourglass-Task-Id")
+        self.seen = 0  # 1 for the first request of this task id the receiver got, 2 ...
+
+    def header(self, name):
+        return self.headers.get(name)
+
+
+class HttpReceiver:
+    """An HTTP endpoint on 127.0.0.1 that records every request and answers with `respond`.
+
+    respond(received) -> (status, {header: value}, body), or raises ConnectionAbortedError to
+    close the connection without an answer. It runs on the request's own thread, so it may block
+    (hang()); close() ends every hang.
+    """
+
+    def __init__(self, respond):
+        self.respond = respond
+        self.requests = []
+        self._lock = threading.Lock()
+        self._released = threading.Event()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _handle(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                received = Received(self.command, self.path, self.headers, body)
+                with receiver._lock:
+                    received.seen = 1 + sum(
+                        1 for r in receiver.requests if r.task_id == received.task_id
+                    )
+                    receiver.requests.append(received)
+                try:
+                    status, headers, answer = receiver.respond(received)
+                except ConnectionAbortedError:
+                    self.close_connection = True  # close without a response
+                    return
+                try:
+                    self.send_response(status)
+                    for key, value in headers.items():
+                        self.send_header(key, value)
+                    self.send_header("Content-Length", str(len(answer)))
+                    self.end_headers()
+                    self.wfile.write(answer)
+                except OSError:
+                    pass  # The server gave up on this request (its dispatch deadline).
+
+            do_POST = do_GET = do_PUT = _handle
+
+            def log_message(self, *args):
+                pass
+
+        self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.http.daemon_threads = True
+        self.port = self.http.server_address[1]
+        self._thread = threading.Thread(target=self.http.serve_forever, daemon=True)
+        self._thread.start()
+
+    def url(self, path="/hook"):
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def of(self, task_id):
+        with self._lock:
+            return [r for r in self.requests if r.task_id == task_id]
+
+    def count(self):
+        with self._lock:
+            return len(self.requests)
+
+    def hang(self, seconds=60):
+        self._released.wait(seconds)
+
+    def close(self):
+        self._released.set()
+        self.http.shutdown()
+        self.http.server_close()
+
+
+@pytest.fixture
+def http_receiver():
+    """make(respond) -> a started HttpReceiver, closed at the end of the test."""
+    receivers = []
+
+    def make(respond):
+        receiver = HttpReceiver(respond)
+        receivers.append(receiver)
+        return receiver
+
+    yield make
+    for receiver in receivers:
+        receiver.close()
+
+
+def ok(_received):
+    return 200, {}, b"ok"
+
+
+@pytest.fixture(scope="module")
+def push_server(work_dir):
+    """A server that may deliver to loopback, shared by the tests of this file that wait for
+    their own tasks to finish."""
+    server = support.Server(os.path.join(work_dir, "push-data"), (ALLOW_LOOPBACK,))
+    server.start()
+    try:
+        yield server
+    finally:
+        if server.process is not None and not server.killed and server.started_event:
+            stop_server(server)
+
+
+@pytest.fixture
+def push_client(push_server):
+    return push_server.client()
+
+
+# --- 1. HTTP delivery ---------------------------------------------------------------------
+
+
+def test_http_delivery_headers_body_retry_and_due_time(push_server, push_client, http_receiver):
+    # Tasks are POSTed no sooner than due, with their payload and every header; a 503 on the
+    # first attempt is retried no sooner than min_backoff later and succeeds on attempt 2.
+    fail_first = set()
+
+    def respond(received):
+        if received.task_id in fail_first and received.seen == 1:
+            return 503, {}, b"warming up"
+        return 200, {}, b"done"
+
+    receiver = http_receiver(respond)
+    before = metrics(push_server)
+    queue = unique("hooks")
+    target_headers = {"Content-Type": "application/json", "Authorization": "Bearer t0ken"}
+    tasks = {}  # task_id -> (payload, task headers, delay, monotonic before Schedule, response)
+    for i in range(6):
+        task_id = unique(f"push{i}")
+        if i % 2 == 0:
+            fail_first.add(task_id)
+        payload = b'{"order": %d, "bytes": "\x00\xff"}' % i
+        task_headers = {"X-Trace": f"trace-{i}", "X-Tenant": "acme"}
+        delay_s = 0.3 + 0.15 * i
+        sent = time.monotonic()
+        response = push_client.schedule(
+            queue=queue,
+            task_id=task_id,
+            payload=payload,
+            headers=task_headers,
+            delay=duration(delay_s),
+            retry_policy=retry_policy(),
+            http_target=http_target(receiver.url(f"/orders/{i}?x=1"), target_headers),
+        )
+        tasks[task_id] = (payload, task_headers, delay_s, sent, response)
+
+    for task_id, (payload, task_headers, delay_s, sent, response) in tasks.items():
+        expected_attempts = 2 if task_id in fail_first else 1
+        task = wait_state(push_client, task_id, State.TASK_STATE_SUCCEEDED)
+        assert task.attempts == expected_attempts, f"{task_id}: attempts {task.attempts}"
+        requests = receiver.of(task_id)
+        assert len(requests) == expected_attempts, f"{task_id}: {len(requests)} requests"
+        due = ns(response.due_time)
+        for attempt, received in enumerate(requests, start=1):
+            index = int(task_id.split("-")[0][len("push") :])
+            assert received.method == "POST"
+            assert received.path == f"/orders/{index}?x=1"
+            assert received.body == payload
+            assert received.header("Content-Type") == "application/json"
+            assert received.header("Authorization") == "Bearer t0ken"
+            for key, value in task_headers.items():
+                assert received.header(key) == value, f"{task_id}: header {key}"
+            assert received.header("Hourglass-Task-Id") == task_id
+            assert received.header("Hourglass-Queue") == queue
+            assert received.header("Hourglass-Attempt") == str(attempt)
+            # Never early: not before the schedule call plus the delay, nor before due_time.
+            early_s = sent + delay_s - received.monotonic
+            assert early_s <= EARLY_TOLERANCE_S, f"{task_id} delivered {early_s * 1e3:.1f} ms early"
+            assert received.wall_ns >= due - EARLY_TOLERANCE_NS - 5 * MS_NS
+        first_due = rfc3339_ns(requests[0].header("Hourglass-Due-Time"))
+        assert abs(first_due - due) < MS_NS, (
+            f"Hourglass-Due-Time {requests[0].header('Hourglass-Due-Time')} "
+            f"is not the task's due time {due}"
+        )
+        if expected_attempts == 2:
+            gap_s = requests[1].monotonic - requests[0].monotonic
+            assert gap_s >= MIN_BACKOFF_S - EARLY_TOLERANCE_S, f"retried after {gap_s:.3f} s"
+            # The retry's due time is the backoff's end, so it is later than the first one.
+            retry_due = rfc3339_ns(requests[1].header("Hourglass-Due-Time"))
+            assert retry_due >= first_due + int(MIN_BACKOFF_S * SECOND_NS) - MS_NS
+            assert task.last_error.startswith("HTTP 503"), task.last_error
+
+    after = metrics(push_server)
+    delta = lambda name, **labels: metric_value(after, name, **labels) - metric_value(  # noqa
+        before, name, **labels
+    )
+    assert delta("hourglass_push_deliveries_total", target="http", outcome="succeeded") == 6
+    assert delta("hourglass_push_deliveries_total", target="http", outcome="retried") == 3
+    assert delta("hourglass_push_delivery_duration_seconds_count", target="http") == 9
+    assert metric_value(after, "hourglass_push_in_flight", queue=queue) == 0
+
+
+def test_http_default_content_type(push_client, http_receiver):
+    # Without a Content-Type of its own, a push is application/octet-stream.
+    receiver = http_receiver(ok)
+    task_id = unique("ctype")
+    push_client.schedule(
+        queue=unique("ctype"),
+        task_id=task_id,
+        payload=b"\x01\x02",
+        http_target=http_target(receiver.url()),
+    )
+    wait_state(push_client, task_id, State.TASK_STATE_SUCCEEDED)
+    (received,) = receiver.of(task_id)
+    assert received.header("Content-Type") == "application/octet-stream"
+    assert received.body == b"\x01\x02"
+
+
+# --- 2. failures, DEAD, ListTasks, RetryTask ----------------------------------------------
+
+
+def test_http_500_dead_list_and_retry(push_server, push_client, http_receiver):
+    # Always 500: DEAD after exactly max_attempts requests; ListTasks pages through the DEAD
+    # tasks; RetryTask sends one back and it succeeds once the receiver does.
+    answer = {"status": 500}
+
+    def respond(received):
+        return answer["status"], {}, b"boom" if answer["status"] == 500 else b"ok"
+
+    receiver = http_receiver(respond)
+    queue = unique("dead")
+    ids = []
+    for i in range(3):
+        task_id = unique(f"dead{i}")
+        ids.append(task_id)
+        push_client.schedule(
+            queue=queue,
+            task_id=task_id,
+            payload=f"payload {i}".encode(),
+            retry_policy=retry_policy(max_attempts=3, max_backoff_s=0.4),
+            http_target=http_target(receiver.url()),
+            dispatch_deadline=duration(5),
+        )
+    for task_id in ids:
+        task = wait_state(push_client, task_id, State.TASK_STATE_DEAD)
+        assert task.attempts == 3
+        assert task.last_error == "HTTP 500: boom", task.last_error
+        assert len(receiver.of(task_id)) == 3
+    time.sleep(0.5)  # No fourth request comes.
+    assert [len(receiver.of(task_id)) for task_id in ids] == [3, 3, 3]
+
+    # One page of up to 100 has them all, with their last_error and target.
+    listed = push_client.scheduler.ListTasks(
+        scheduler_pb2.ListTasksRequest(queue=queue, state=State.TASK_STATE_DEAD)
+    )
+    assert sorted(t.task_id for t in listed.tasks) == sorted(ids)
+    assert listed.next_page_token == ""
+    for task in listed.tasks:
+        assert task.state == State.TASK_STATE_DEAD
+        assert task.attempts == 3
+        assert "HTTP 500" in task.last_error
+        assert task.http_target.url == receiver.url()
+        assert task.dispatch_deadline.ToNanoseconds() == 5 * SECOND_NS
+
+    # page_size 1: every task exactly once, then an empty token.
+    seen, token, pages, first_token = [], "", 0, None
+    while True:
+        page = push_client.scheduler.ListTasks(
+            scheduler_pb2.ListTasksRequest(
+                queue=queue, state=State.TASK_STATE_DEAD, page_size=1, page_token=token
+            )
+        )
+        pages += 1
+        assert len(page.tasks) <= 1
+        seen.extend(t.task_id for t in page.tasks)
+        token = page.next_page_token
+        if not token:
+            break
+        assert pages < 10, "ListTasks keeps returning a next_page_token"
+        first_token = first_token or token
+    assert sorted(seen) == sorted(ids), seen
+    assert pages >= 3
+    assert first_token
+
+    # A token only works with the filter it was made for.
+    for other in (
+        scheduler_pb2.ListTasksRequest(queue=queue, state=State.TASK_STATE_SUCCEEDED),
+        scheduler_pb2.ListTasksRequest(queue=unique("other"), state=State.TASK_STATE_DEAD),
+        scheduler_pb2.ListTasksRequest(state=State.TASK_STATE_DEAD),
+    ):
+        other.page_size = 1
+        other.page_token = first_token
+        expect_error(StatusCode.INVALID_ARGUMENT, push_client.scheduler.ListTasks, other)
+    expect_invalid_argument(
+        "page_token",
+        push_client.scheduler.ListTasks,
+        scheduler_pb2.ListTasksRequest(queue=queue, page_token="not a token"),
+    )
+    expect_invalid_argument(
+        "page_size",
+        push_client.scheduler.ListTasks,
+        scheduler_pb2.ListTasksRequest(queue=queue, page_size=1001),
+    )
+
+    # RetryTask: back to SCHEDULED, due now, attempts reset; then delivered and SUCCEEDED.
+    answer["status"] = 200
+    retried = push_client.scheduler.RetryTask(scheduler_pb2.RetryTaskRequest(task_id=ids[0])).task
+    assert retried.task_id == ids[0]
+    assert retried.state in (
+        State.TASK_STATE_SCHEDULED,
+        State.TASK_STATE_READY,
+        State.TASK_STATE_LEASED,
+    )
+    assert retried.attempts == 0
+    assert abs(ns(retried.due_time) - now_ns()) < 5 * SECOND_NS
+    task = wait_state(push_client, ids[0], State.TASK_STATE_SUCCEEDED)
+    assert task.attempts == 1
+    requests = receiver.of(ids[0])
+    assert len(requests) == 4
+    assert requests[-1].body == b"payload 0"  # DEAD kept the payload.
+    assert requests[-1].header("Hourglass-Attempt") == "1"
+
+    # Not DEAD: FAILED_PRECONDITION (SUCCEEDED, and a SCHEDULED one); unknown: NOT_FOUND.
+    expect_error(
+        StatusCode.FAILED_PRECONDITION,
+        push_client.scheduler.RetryTask,
+        scheduler_pb2.RetryTaskRequest(task_id=ids[0]),
+    )
+    later = push_client.schedule(
+        queue=queue, delay=duration(3600), http_target=http_target(receiver.url())
+    )
+    expect_error(
+        StatusCode.FAILED_PRECONDITION,
+        push_client.scheduler.RetryTask,
+        scheduler_pb2.RetryTaskRequest(task_id=later.task_id),
+    )
+    push_client.cancel(later.task_id)
+    expect_error(
+        StatusCode.NOT_FOUND,
+        push_client.scheduler.RetryTask,
+        scheduler_pb2.RetryTaskRequest(task_id=unique("no-such-task")),
+    )
+    # The others are still DEAD and listed.
+    listed = push_client.scheduler.ListTasks(
+        scheduler_pb2.ListTasksRequest(queue=queue, state=State.TASK_STATE_DEAD)
+    )
+    assert sorted(t.task_id for t in listed.tasks) == sorted(ids[1:])
+
+
+def test_http_404_is_dead_at_once(push_server, push_client, http_receiver):
+    # A 4xx other than 408/429 is not retried: DEAD after one request.
+    receiver = http_receiver(lambda received: (404, {}, b"no such hook " + b"x" * 1000))
+    before = metrics(push_server)
+    task_id = unique("gone")
+    push_client.schedule(
+        queue=unique("gone"),
+        task_id=task_id,
+        retry_policy=retry_policy(max_attempts=5),
+        http_target=http_target(receiver.url("/missing")),
+    )
+    task = wait_state(push_client, task_id, State.TASK_STATE_DEAD)
+    assert task.attempts == 1
+    # The status and the first 200 bytes of the body.
+    assert task.last_error.startswith("HTTP 404: no such hook xxx"), task.last_error
+    assert len(task.last_error) <= len("HTTP 404: ") + 200 + 20, task.last_error
+    time.sleep(MIN_BACKOFF_S * 2)
+    assert len(receiver.of(task_id)) == 1
+    after = metrics(push_server)
+    assert (
+        metric_value(after, "hourglass_push_deliveries_total", target="http", outcome="dead")
+        - metric_value(before, "hourglass_push_deliveries_total", target="http", outcome="dead")
+        == 1
+    )
+
+
+def test_http_429_retry_after_is_honoured(push_client, http_receiver):
+    # 429 with Retry-After: 1 is retried no sooner than 1 s later, though min_backoff is 200 ms.
+    def respond(received):
+        if received.seen == 1:
+            return 429, {"Retry-After": "1"}, b"slow down"
+        return 200, {}, b"ok"
+
+    receiver = http_receiver(respond)
+    task_id = unique("throttled")
+    push_client.schedule(
+        queue=unique("throttled"),
+        task_id=task_id,
+        retry_policy=retry_policy(),
+        http_target=http_target(receiver.url()),
+    )
+    task = wait_state(push_client, task_id, State.TASK_STATE_SUCCEEDED)
+    assert task.attempts == 2
+    first, second = receiver.of(task_id)
+    gap_s = second.monotonic - first.monotonic
+    assert gap_s >= 1.0 - EARLY_TOLERANCE_S, f"retried {gap_s:.3f} s after a Retry-After of 1 s"
+    assert gap_s < 5.0, f"retried only after {gap_s:.3f} s"
+
+
+@pytest.mark.parametrize(
+    "status, state, attempts",
+    [
+        (201, State.TASK_STATE_SUCCEEDED, 1),
+        (204, State.TASK_STATE_SUCCEEDED, 1),
+        (400, State.TASK_STATE_DEAD, 1),
+        (403, State.TASK_STATE_DEAD, 1),
+        (408, State.TASK_STATE_DEAD, 2),
+        (502, State.TASK_STATE_DEAD, 2),
+        (504, State.TASK_STATE_DEAD, 2),
+    ],
+)
+def test_http_status_outcomes(push_client, http_receiver, status, state, attempts):
+    # 2xx succeeds; 408 and 5xx are retried (here up to max_attempts 2); other 4xx are final.
+    receiver = http_receiver(lambda received: (status, {}, b""))
+    task_id = unique(f"status{status}")
+    push_client.schedule(
+        queue=unique("status"),
+        task_id=task_id,
+        retry_policy=retry_policy(max_attempts=2),
+        http_target=http_target(receiver.url()),
+    )
+    task = wait_state(push_client, task_id, state)
+    assert task.attempts == attempts
+    assert len(receiver.of(task_id)) == attempts
+    if state == State.TASK_STATE_DEAD:
+        assert task.last_error.startswith(f"HTTP {status}"), task.last_error
+
+
+def test_http_redirect_is_not_followed(push_client, http_receiver):
+    # A 3xx is final (DEAD at once) and its Location is never requested.
+    elsewhere = http_receiver(ok)
+    receiver = http_receiver(lambda received: (302, {"Location": elsewhere.url("/moved")}, b""))
+    task_id = unique("redirect")
+    push_client.schedule(
+        queue=unique("redirect"),
+        task_id=task_id,
+        retry_policy=retry_policy(),
+        http_target=http_target(receiver.url()),
+    )
+    task = wait_state(push_client, task_id, State.TASK_STATE_DEAD)
+    assert task.attempts == 1
+    assert task.last_error.startswith("HTTP 302"), task.last_error
+    assert "redirect" in task.last_error, task.last_error
+    time.sleep(0.3)
+    assert len(receiver.of(task_id)) == 1
+    assert elsewhere.count() == 0
+
+
+def test_http_connection_closed_without_answer_is_retried(push_client, http_receiver):
+    # A receiver that drops the connection before answering: a connection error, retried.
+    def respond(received):
+        if received.seen == 1:
+            raise ConnectionAbortedError("drop it")  # ends the handler without a response
+        return 200, {}, b"ok"
+
+    receiver = http_receiver(respond)
+    task_id = unique("dropped")
+    push_client.schedule(
+        queue=unique("dropped"),
+        task_id=task_id,
+        retry_policy=retry_policy(),
+        http_target=http_target(receiver.url()),
+    )
+    task = wait_state(push_client, task_id, State.TASK_STATE_SUCCEEDED)
+    assert task.attempts == 2
+    assert len(receiver.of(task_id)) == 2
+
+
+# --- 3. a hanging queue does not hold up the others ---------------------------------------
+
+
+def test_hanging_queue_is_isolated(start_server, http_receiver):
+    # Tasks of queue "slow" hang beyond their 1 s dispatch deadline; at most 2 of them are in
+    # flight at once, and the 30 tasks of queue "fast" are all delivered meanwhile.
+    server = start_server(ALLOW_LOOPBACK, "--push_workers=4", "--queue_concurrency=2")
+    client = server.client()
+    slow_receiver = http_receiver(lambda received: (slow_receiver.hang(), (200, {}, b"late"))[1])
+    fast_receiver = http_receiver(ok)
+
+    in_flight = {"slow": [], "fast": []}
+    scraping = threading.Event()
+
+    def scrape_loop():
+        while not scraping.is_set():
+            samples = metrics(server)
+            for queue in in_flight:
+                in_flight[queue].append(
+                    metric_value(samples, "hourglass_push_in_flight", queue=queue)
+                )
+            time.sleep(0.03)
+
+    scraper = threading.Thread(target=scrape_loop, daemon=True)
+    scraper.start()
+    try:
+        slow_ids = []
+        for i in range(4):
+            response = client.schedule(
+                queue="slow",
+                task_id=unique(f"slow{i}"),
+                retry_policy=retry_policy(max_attempts=2),
+                http_target=http_target(slow_receiver.url("/slow")),
+                dispatch_deadline=duration(1),
+            )
+            slow_ids.append(response.task_id)
+        wait_until(lambda: slow_receiver.count() >= 2, 5, what="the slow receiver to hang")
+
+        start = time.monotonic()
+        fast_ids = [
+            client.schedule(
+                queue="fast",
+                payload=f"fast {i}".encode(),
+                retry_policy=retry_policy(),
+                http_target=http_target(fast_receiver.url("/fast")),
+                dispatch_deadline=duration(1),
+            ).task_id
+            for i in range(30)
+        ]
+        for task_id in fast_ids:
+            task = wait_state(client, task_id, State.TASK_STATE_SUCCEEDED, timeout_s=10)
+            assert task.attempts == 1
+        fast_s = time.monotonic() - start
+        slow_states = [client.status(task_id).state for task_id in slow_ids]
+        assert fast_s < 5, f"the fast queue took {fast_s:.1f} s behind a hanging one"
+        assert any(s not in FINAL_STATES for s in slow_states), "slow tasks were not stuck"
+        assert fast_receiver.count() == 30
+
+        # Every slow attempt runs out its deadline: 4 tasks x 2 attempts, 2 at a time.
+        for task_id in slow_ids:
+            task = wait_state(client, task_id, State.TASK_STATE_DEAD, timeout_s=30)
+            assert task.attempts == 2
+            assert "dispatch deadline" in task.last_error, task.last_error
+            assert len(slow_receiver.of(task_id)) == 2
+    finally:
+        scraping.set()
+        scraper.join(10)
+
+    assert max(in_flight["slow"]) == 2, f"in flight in 'slow': {sorted(set(in_flight['slow']))}"
+    assert max(in_flight["fast"]) <= 2, f"in flight in 'fast': {sorted(set(in_flight['fast']))}"
+    # The receiver's view: each attempt holds a slot for ~1 s, so no 0.8 s window saw 3 arrive.
+    arrivals = sorted(r.monotonic for r in slow_receiver.requests)
+    for i in range(len(arrivals) - 2):
+        assert arrivals[i + 2] - arrivals[i] > 0.8, f"3 slow requests within 0.8 s: {arrivals}"
+    assert metric_value(metrics(server), "hourglass_push_in_flight", queue="slow") == 0
+
+
+# --- 4. gRPC delivery ---------------------------------------------------------------------
+
+
+class InvoicesReceiver(receiver_grpc.InvoicesServicer):
+    """billing.v1.Invoices: records every call; invoice ids choose the answer."""
+
+    def __init__(self):
+        self.calls = []  # (CloseInvoiceRequest, {metadata key: value}, monotonic)
+        self._lock = threading.Lock()
+
+    def Close(self, request, context):
+        metadata = {}
+        for key, value in context.invocation_metadata():
+            metadata[key] = value
+        with self._lock:
+            self.calls.append((request, metadata, time.monotonic()))
+            seen = sum(1 for r, _, _ in self.calls if r.invoice_id == request.invoice_id)
+        if request.invoice_id.startswith("flaky") and seen == 1:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "not ready yet")
+        if request.invoice_id.startswith("bad"):
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "no such invoice")
+        return receiver_pb2.CloseInvoiceResponse(invoice_id=request.invoice_id, closed=True)
+
+    def of(self, invoice_id):
+        with self._lock:
+            return [c for c in self.calls if c[0].invoice_id == invoice_id]
+
+
+@pytest.fixture
+def invoices():
+    servicer = InvoicesReceiver()
+    server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=8))
+    receiver_grpc.add_InvoicesServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    servicer.address = f"127.0.0.1:{port}"
+    yield servicer
+    server.stop(0)
+
+
+def schedule_invoice(client, servicer, invoice_id, method="/billing.v1.Invoices/Close", **fields):
+    request = receiver_pb2.CloseInvoiceRequest(
+        invoice_id=invoice_id, amount_cents=12345, note="due today"
+    )
+    return client.schedule(
+        queue=fields.pop("queue", unique("billing")),
+        task_id=unique(invoice_id),
+        payload=request.SerializeToString(),
+        retry_policy=retry_policy(),
+        grpc_target=task_pb2.GrpcTarget(address=servicer.address, method=method),
+        **fields,
+    )
+
+
+def test_grpc_delivery(push_server, push_client, invoices):
+    # The receiver gets the decoded message with the hourglass-* metadata and the task's
+    # headers; UNAVAILABLE once is retried; INVALID_ARGUMENT and UNIMPLEMENTED are DEAD at once.
+    before = metrics(push_server)
+    queue = unique("billing")
+    sent = time.monotonic()
+    good = schedule_invoice(
+        push_client,
+        invoices,
+        "inv-1",
+        queue=queue,
+        delay=duration(0.3),
+        headers={"x-tenant": "acme", "x-request-id": "r-1"},
+    )
+    task = wait_state(push_client, good.task_id, State.TASK_STATE_SUCCEEDED)
+    assert task.attempts == 1
+    ((request, metadata, received),) = invoices.of("inv-1")
+    assert request == receiver_pb2.CloseInvoiceRequest(
+        invoice_id="inv-1", amount_cents=12345, note="due today"
+    )
+    assert received >= sent + 0.3 - EARLY_TOLERANCE_S
+    assert metadata.get("hourglass-task-id") == good.task_id
+    assert metadata.get("hourglass-queue") == queue
+    assert metadata.get("hourglass-attempt") == "1"
+    assert abs(rfc3339_ns(metadata.get("hourglass-due-time", "")) - ns(good.due_time)) < MS_NS
+    assert metadata.get("x-tenant") == "acme"
+    assert metadata.get("x-request-id") == "r-1"
+    status = push_client.status(good.task_id)
+    assert status.grpc_target.address == invoices.address
+    assert status.grpc_target.method == "/billing.v1.Invoices/Close"
+    assert status.grpc_target.tls is False
+
+    flaky = schedule_invoice(push_client, invoices, "flaky-1")
+    task = wait_state(push_client, flaky.task_id, State.TASK_STATE_SUCCEEDED)
+    assert task.attempts == 2
+    calls = invoices.of("flaky-1")
+    assert [c[1].get("hourglass-attempt") for c in calls] == ["1", "2"]
+    assert calls[1][2] - calls[0][2] >= MIN_BACKOFF_S - EARLY_TOLERANCE_S
+
+    bad = schedule_invoice(push_client, invoices, "bad-1")
+    task = wait_state(push_client, bad.task_id, State.TASK_STATE_DEAD)
+    assert task.attempts == 1
+    assert "INVALID_ARGUMENT" in task.last_error, task.last_error
+
+    unimplemented = schedule_invoice(
+        push_client, invoices, "inv-2", method="/billing.v1.Invoices/Reopen"
+    )
+    task = wait_state(push_client, unimplemented.task_id, State.TASK_STATE_DEAD)
+    assert task.attempts == 1
+    assert "UNIMPLEMENTED" in task.last_error, task.last_error
+    time.sleep(MIN_BACKOFF_S * 2)
+    assert len(invoices.of("bad-1")) == 1
+
+    after = metrics(push_server)
+    delta = lambda name, **labels: metric_value(after, name, **labels) - metric_value(  # noqa
+        before, name, **labels
+    )
+    assert delta("hourglass_push_deliveries_total", target="grpc", outcome="succeeded") == 2
+    assert delta("hourglass_push_deliveries_total", target="grpc", outcome="retried") == 1
+    assert delta("hourglass_push_deliveries_total", target="grpc", outcome="dead") == 2
+    assert delta("hourglass_push_delivery_duration_seconds_count", target="grpc") == 5
+
+
+def test_grpc_connection_refused_is_retried(push_client):
+    # Nobody listening: UNAVAILABLE, retried until max_attempts, then DEAD.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    task_id = unique("nobody")
+    push_client.schedule(
+        queue=unique("nobody"),
+        task_id=task_id,
+        payload=receiver_pb2.CloseInvoiceRequest(invoice_id="x").SerializeToString(),
+        retry_policy=retry_policy(max_attempts=2),
+        grpc_target=task_pb2.GrpcTarget(
+            address=f"127.0.0.1:{port}", method="/billing.v1.Invoices/Close"
+        ),
+        dispatch_deadline=duration(2),
+    )
+    task = wait_state(push_client, task_id, State.TASK_STATE_DEAD)
+    assert task.attempts == 2
+    assert "UNAVAILABLE" in task.last_error, task.last_error
+
+
+# --- 5. SSRF guard ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "target, kind",
+    [
+        (http_target("http://169.254.169.254/latest/meta-data"), "metadata"),
+        (http_target("http://10.0.0.1/"), "private"),
+        (http_target("http://[::1]:1/"), "loopback"),
+        (http_target("http://localhost:8080/"), "loopback"),
+        (http_target("http://LOCALHOST./"), "loopback"),
+        (http_target("http://100.64.0.1/"), "shared"),
+        (http_target("http://[fd00::1]/"), "unique-local"),
+        (http_target("http://[::ffff:127.0.0.1]/"), "loopback"),
+        (
+            task_pb2.GrpcTarget(address="192.168.1.1:443", method="/billing.v1.Invoices/Close"),
+            "private",
+        ),
+        (
+            task_pb2.GrpcTarget(address="[fe80::1]:443", method="/billing.v1.Invoices/Close"),
+            "link-local",
+        ),
+    ],
+    ids=lambda value: value if isinstance(value, str) else str(value).replace("\n", " ")[:60],
+)
+def test_refused_literal_addresses(client, target, kind):
+    # Without --push_allowlist, a target whose host is an internal IP literal or localhost is
+    # INVALID_ARGUMENT at Schedule, and the message says what kind of address it is.
+    field = "http_target.url" if isinstance(target, task_pb2.HttpTarget) else "grpc_target.address"
+    fields = {"http_target" if field.startswith("http") else "grpc_target": target}
+    error = expect_invalid_argument(field, client.schedule, queue=unique("ssrf"), **fields)
+    assert kind in error.details(), error.details()
+
+
+def loopback_only_host_name():
+    """A host name (not localhost, not an IP literal) that resolves only to loopback."""
+    candidates = [socket.gethostname(), socket.getfqdn()]
+    try:
+        with open("/etc/hosts") as hosts:
+            for line in hosts:
+                fields = line.split("#", 1)[0].split()
+                candidates.extend(fields[1:])
+    except OSError:
+        pass
+    candidates += ["ip6-localhost", "ip6-loopback", "localhost6", "localhost.localdomain"]
+    tried = []
+    for name in dict.fromkeys(candidates):
+        lower = name.lower().rstrip(".")
+        if not name or lower == "localhost" or lower.endswith(".localhost"):
+            continue
+        try:
+            socket.inet_pton(socket.AF_INET, name)
+            continue  # an IP literal
+        except OSError:
+            pass
+        try:
+            infos = socket.getaddrinfo(name, 80, proto=socket.IPPROTO_TCP)
+        except OSError:
+            tried.append(name)
+            continue
+        addresses = {(info[0], info[4][0]) for info in infos}
+        if addresses and all(
+            (family == socket.AF_INET and address.startswith("127."))
+            or (family == socket.AF_INET6 and address == "::1")
+            for family, address in addresses
+        ):
+            return name, sorted(addresses)
+        tried.append(f"{name} -> {sorted(a for _, a in addresses)}")
+    pytest.fail(
+        "no host name resolves only to loopback (needed to test the SSRF guard at connect "
+        f"time); tried {tried}"
+    )
+
+
+class CountingListener:
+    """Raw listening sockets on the same port of every given address; counts accepted
+    connections and closes them at once."""
+
+    def __init__(self, addresses):
+        self.accepted = 0
+        self._sockets = []
+        self.port = 0
+        for family, address in addresses:
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((address, self.port))
+            except OSError:
+                sock.close()
+                continue
+            sock.listen(16)
+            sock.settimeout(0.1)
+            self.port = sock.getsockname()[1]
+            self._sockets.append(sock)
+        assert self._sockets, f"could not listen on any of {addresses}"
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._accept, args=(s,), daemon=True) for s in self._sockets
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _accept(self, sock):
+        while not self._stop.is_set():
+            try:
+                conn, _ = sock.accept()
+            except (socket.timeout, OSError):
+                continue
+            self.accepted += 1
+            conn.close()
+
+    def close(self):
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(2)
+        for sock in self._sockets:
+            sock.close()
+
+
+@pytest.mark.parametrize("kind", ["http", "grpc"])
+def test_host_name_resolving_to_loopback_is_refused(server, client, kind):
+    # A host name is judged when it is resolved: one that resolves to loopback ends DEAD with
+    # "refused to connect", and the listener at that address sees no connection at all.
+    name, addresses = loopback_only_host_name()
+    listener = CountingListener(addresses)
+    try:
+        before = metrics(server)
+        task_id = unique("rebind")
+        if kind == "http":
+            target = {"http_target": http_target(f"http://{name}:{listener.port}/hook")}
+        else:
+            target = {
+                "grpc_target": task_pb2.GrpcTarget(
+                    address=f"{name}:{listener.port}", method="/billing.v1.Invoices/Close"
+                )
+            }
+        client.schedule(
+            queue=unique("rebind"), task_id=task_id, retry_policy=retry_policy(), **target
+        )
+        task = wait_state(client, task_id, State.TASK_STATE_DEAD)
+        assert task.attempts == 1
+        assert task.last_error.startswith("refused to connect"), task.last_error
+        assert "loopback" in task.last_error, task.last_error
+        time.sleep(0.3)
+        assert listener.accepted == 0, f"{listener.accepted} connection(s) reached {name}"
+        after = metrics(server)
+        refused = lambda samples: metric_value(  # noqa: E731
+            samples, "hourglass_push_deliveries_total", target=kind, outcome="refused"
+        )
+        assert refused(after) - refused(before) == 1
+    finally:
+        listener.close()
+
+
+# --- 6. validation ------------------------------------------------------------------------
+
+GOOD_URL = "https://hooks.example.com/orders"
+GOOD_GRPC = {"address": "billing.example.com:443", "method": "/billing.v1.Invoices/Close"}
+
+
+@pytest.mark.parametrize(
+    "field, fields",
+    [
+        ("http_target.url", {"http_target": http_target("ftp://hooks.example.com/x")}),
+        ("http_target.url", {"http_target": http_target("http:///")}),
+        ("http_target.url", {"http_target": http_target("http://:80/path")}),
+        ("http_target.url", {"http_target": http_target("hooks.example.com/orders")}),
+        ("http_target.url", {"http_target": http_target("")}),
+        (
+            "http_target.url",
+            {"http_target": http_target("https://hooks.example.com/" + "a" * 2980)},
+        ),
+        (
+            "grpc_target.method",
+            {"grpc_target": task_pb2.GrpcTarget(address=GOOD_GRPC["address"], method="Close")},
+        ),
+        (
+            "grpc_target.method",
+            {"grpc_target": task_pb2.GrpcTarget(address=GOOD_GRPC["address"], method="/x")},
+        ),
+        (
+            "grpc_target.address",
+            {
+                "grpc_target": task_pb2.GrpcTarget(
+                    address="billing.example.com", method=GOOD_GRPC["method"]
+                )
+            },
+        ),
+        (
+            "dispatch_deadline",
+            {"http_target": http_target(GOOD_URL), "dispatch_deadline": duration(0)},
+        ),
+        (
+            "dispatch_deadline",
+            {"http_target": http_target(GOOD_URL), "dispatch_deadline": duration(31 * 60)},
+        ),
+        ("dispatch_deadline", {"dispatch_deadline": duration(10)}),
+        ("http_target.headers", {"http_target": http_target(GOOD_URL, {"Host": "evil.example"})}),
+        ("http_target.headers", {"http_target": http_target(GOOD_URL, {"hourglass-x": "1"})}),
+        (
+            "http_target.headers",
+            {"http_target": http_target(GOOD_URL, {"X-Ok": "a\r\nX-Injected: 1"})},
+        ),
+        (
+            "headers",
+            {"http_target": http_target(GOOD_URL), "headers": {"X-Ok": "a\r\nX-Injected: 1"}},
+        ),
+    ],
+    ids=lambda value: value if isinstance(value, str) else None,
+)
+def test_push_validation(client, field, fields):
+    # Every malformed push field is INVALID_ARGUMENT, and the message names the field.
+    expect_invalid_argument(
+        field, client.schedule, queue=unique("invalid"), delay=duration(3600), **fields
+    )
+
+
+def test_get_status_shows_target_but_not_its_headers(client):
+    # GetStatus returns http_target.url (without the headers, which hold credentials),
+    # grpc_target and dispatch_deadline; the default deadline is 30 s.
+    http = client.schedule(
+        queue=unique("shown"),
+        delay=duration(3600),
+        http_target=http_target(GOOD_URL, {"Authorization": "Bearer secret"}),
+        dispatch_deadline=duration(7.5),
+    )
+    task = client.status(http.task_id)
+    assert task.WhichOneof("target") == "http_target"
+    assert task.http_target.url == GOOD_URL
+    assert dict(task.http_target.headers) == {}
+    assert task.dispatch_deadline.ToNanoseconds() == 7_500_000_000
+    client.cancel(http.task_id)
+
+    rpc = client.schedule(
+        queue=unique("shown"),
+        delay=duration(3600),
+        grpc_target=task_pb2.GrpcTarget(tls=True, **GOOD_GRPC),
+    )
+    task = client.status(rpc.task_id)
+    assert task.WhichOneof("target") == "grpc_target"
+    assert task.grpc_target == task_pb2.GrpcTarget(tls=True, **GOOD_GRPC)
+    assert task.dispatch_deadline.ToNanoseconds() == 30 * SECOND_NS
+    client.cancel(rpc.task_id)
+
+    pull = client.schedule(queue=unique("shown"), delay=duration(3600))
+    task = client.status(pull.task_id)
+    assert task.WhichOneof("target") is None
+    assert not task.HasField("dispatch_deadline")
+    client.cancel(pull.task_id)
+
+
+# --- 7. kill -9 during a delivery ---------------------------------------------------------
+
+
+def test_kill9_during_delivery_redelivers_after_the_claim(start_server, work_dir, http_receiver):
+    # A server killed while a delivery hangs recovers the task as LEASED; when the claim
+    # (dispatch_deadline + 10 s) runs out it is delivered again and succeeds.
+    mode = {"hang": True}
+
+    def respond(received):
+        if mode["hang"]:
+            receiver.hang(60)
+        return 200, {}, b"ok"
+
+    receiver = http_receiver(respond)
+    data_dir = tempfile.mkdtemp(prefix="push-kill9-", dir=work_dir)
+    server = start_server(ALLOW_LOOPBACK, data_dir=data_dir)
+    client = server.client()
+    task_id = unique("crash")
+    client.schedule(
+        queue=unique("crash"),
+        task_id=task_id,
+        payload=b"survives",
+        retry_policy=retry_policy(),
+        http_target=http_target(receiver.url()),
+        dispatch_deadline=duration(3),
+    )
+    wait_until(lambda: receiver.of(task_id), 10, what="the first delivery attempt")
+    first = receiver.of(task_id)[0]
+    assert client.status(task_id).state == State.TASK_STATE_LEASED
+    server.kill()
+    mode["hang"] = False
+
+    server = start_server(ALLOW_LOOPBACK, data_dir=data_dir)
+    client = server.client()
+    task = client.status(task_id)
+    assert task.state == State.TASK_STATE_LEASED, State.Name(task.state)
+    assert task.attempts == 1
+    task = wait_state(client, task_id, State.TASK_STATE_SUCCEEDED, timeout_s=40)
+    requests = receiver.of(task_id)
+    assert len(requests) == 2, f"{len(requests)} requests"
+    second = requests[1]
+    assert second.body == b"survives"
+    assert second.header("Hourglass-Task-Id") == task_id
+    assert second.header("Hourglass-Attempt") == "2"
+    assert task.attempts == 2
+    # Not before the claim ran out: 3 s + 10 s after the attempt started.
+    gap_s = second.monotonic - first.monotonic
+    assert gap_s >= 12.5, f"delivered again {gap_s:.1f} s after the first attempt"
