@@ -185,17 +185,6 @@ def lease_one(ctl, queue, *extra):
     return tasks[0]
 
 
-def list_supported(ctl):
-    """False while the server answers ListTasks with UNIMPLEMENTED (exit 7)."""
-    return ctl("list", "--queue", "probe", "--page_size", "1").code != 7
-
-
-def server_supports_push_targets():
-    """Push delivery comes with the server's --push_allowlist flag."""
-    completed = subprocess.run([SERVER, "--help"], capture_output=True, text=True, timeout=30)
-    return "push_allowlist" in completed.stdout + completed.stderr
-
-
 # --- help and usage -------------------------------------------------------------------------
 
 
@@ -440,11 +429,6 @@ def test_list_dead_tasks_and_retry_them(ctl):
     queue = unique("q")
     dead = make_dead_task(ctl, queue, "fatal: no such user")
     expect(ctl("schedule", "--queue", queue, "--id", unique("alive"), "--delay", "1h"), 0)
-    if not list_supported(ctl):
-        result = ctl("list", "--queue", queue, "--state", "dead")
-        expect(result, 7, "hourglassctl: UNIMPLEMENTED: ")
-        expect(ctl("retry", dead), 7, "hourglassctl: UNIMPLEMENTED: ")
-        pytest.xfail("the server does not implement ListTasks and RetryTask yet (exit 7)")
 
     table = expect(ctl("list", "--queue", queue, "--state", "dead"), 0).out.splitlines()
     assert re.fullmatch(r"TASK_ID +QUEUE +STATE +ATTEMPTS +DUE_TIME +LAST_ERROR", table[0])
@@ -470,8 +454,6 @@ def test_list_pages(ctl):
     ids = sorted(unique("t") for _ in range(5))
     for task_id in ids:
         expect(ctl("schedule", "--queue", queue, "--id", task_id, "--delay", "1h"), 0)
-    if not list_supported(ctl):
-        pytest.xfail("the server does not implement ListTasks yet (exit 7)")
 
     # Page by page, as an operator would: follow the token that stderr prints.
     seen, token, pages = [], None, 0
@@ -516,9 +498,6 @@ def test_push_targets_reach_the_server(ctl):
                "--grpc_tls").json()
     http_task = ctl("--output=json", "status", http["task_id"]).json()["task"]
     grpc_task = ctl("--output=json", "status", grpc["task_id"]).json()["task"]
-    if not server_supports_push_targets():
-        assert "http_target" not in http_task and "grpc_target" not in grpc_task
-        pytest.xfail("the server ignores push targets yet (no --push_allowlist)")
     assert http_task["http_target"]["url"] == "https://8.8.8.8/hourglassctl-test"
     assert http_task["dispatch_deadline"] == "10s"
     assert grpc_task["grpc_target"] == {
