@@ -510,6 +510,10 @@ def test_push_targets_reach_the_server(ctl):
     for task_id in (http["task_id"], grpc["task_id"]):
         expect(ctl("reschedule", task_id, "--delay", "1h"), 0)
         expect(ctl("cancel", task_id), 0)
+    # The server's SSRF guard refuses a loopback literal at once (no --push_allowlist here).
+    refused = ctl("schedule", "--queue", queue, "--delay", "1h", "--http_url",
+                  "http://127.0.0.1:9/hook")
+    expect(refused, 4, "hourglassctl: INVALID_ARGUMENT: ")
 
 
 # --- the environment and the docs -----------------------------------------------------------
