@@ -23,15 +23,33 @@ def work_dir():
 
 
 @pytest.fixture(scope="module")
-def hourglass(work_dir):
-    """A server with a small --snapshot_bytes, so that the snapshot metrics move too."""
-    import support
+def push_receiver():
+    """The HTTP endpoint of the traffic's push tasks (traffic.PushReceiver)."""
+    import traffic
 
-    server = support.Server(os.path.join(work_dir, "data"), ["--snapshot_bytes=4096"])
+    receiver = traffic.PushReceiver()
+    try:
+        yield receiver
+    finally:
+        receiver.close()
+
+
+@pytest.fixture(scope="module")
+def hourglass(work_dir, push_receiver):
+    """A server with a small --snapshot_bytes, so that the snapshot metrics move too, and the
+    push flags of the traffic (only the receiver's address allowed, 2 deliveries per queue)."""
+    import support
+    import traffic
+
+    server = support.Server(
+        os.path.join(work_dir, "data"), ["--snapshot_bytes=4096", *traffic.SERVER_ARGS]
+    )
     server.start()
     try:
         yield server
     finally:
+        # The held push requests end first (answered 200), so that the stop does not wait on them.
+        push_receiver.release_hangs()
         if server.running():
             code, _ = server.terminate(close_clients_first=True)
             assert code == 0, f"hourglass exited with {code} after SIGTERM\n" + server.log_tail()

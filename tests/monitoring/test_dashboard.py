@@ -21,6 +21,7 @@ QUEUE_METRICS = {
     "hourglass_task_leases_total",
     "hourglass_task_deliveries_total",
     "hourglass_tasks",
+    "hourglass_push_in_flight",
 }
 # What the dashboard must show (issue 5): at least one panel reads each of these.
 REQUIRED_METRICS = {
@@ -42,6 +43,9 @@ REQUIRED_METRICS = {
     "hourglass_dispatch_queue_depth",
     "hourglass_dispatch_queue_capacity",
     "hourglass_ticker_wakeups_total",
+    "hourglass_push_deliveries_total",
+    "hourglass_push_delivery_duration_seconds_bucket",
+    "hourglass_push_in_flight",
 }
 # Unit ids of Grafana's value formats (packages/grafana-data/src/valueFormats/categories.ts)
 # that suit hourglass's metrics; a misspelt id would show raw numbers.
@@ -200,6 +204,70 @@ def test_rows_group_the_panels(dashboard):
         assert row["gridPos"]["w"] == 24 and row["gridPos"]["x"] == 0 and row["title"]
         if not row.get("collapsed"):
             assert not row.get("panels"), f"row {row['title']!r}: open rows list no panels"
+
+
+def readme_flag_default(flag):
+    """The default of `flag` in README.md's flags table (| `--flag` | `default` | ...)."""
+    with open(os.path.join(promql.REPO_ROOT, "README.md"), encoding="utf-8") as f:
+        match = re.search(r"^\| `--%s` \| `([^`]*)` \|" % re.escape(flag), f.read(), re.M)
+    assert match, f"README.md lists no default of --{flag}"
+    return match.group(1)
+
+
+def test_push_delivery_row(dashboard):
+    """The push row (issue 5's follow-up): open, last, and its panels show what they say."""
+    rows = [p for p in dashboard["panels"] if p["type"] == "row"]
+    assert rows[-1]["title"] == "Push delivery" and not rows[-1]["collapsed"]
+    index = dashboard["panels"].index(rows[-1])
+    push = {p["title"]: p for p in dashboard["panels"][index + 1 :]}
+    assert set(push) == {
+        "Push attempts by target and outcome",
+        "Push success ratio by target",
+        "Push delivery latency p50 / p99 by target",
+        "Push deliveries in flight by queue",
+        "Refused push attempts (SSRF guard)",
+        "Dead push tasks by target",
+    }
+    for title, panel in push.items():
+        assert panel["gridPos"]["y"] > rows[-1]["gridPos"]["y"], title
+        for t in panel["targets"]:
+            assert "hourglass_push_" in t["expr"], f"{title}: {t['expr']}"
+            # A graph's series say which target or queue they are.
+            legend = t["legendFormat"]
+            assert panel["type"] == "stat" or "{{target}}" in legend or "{{queue}}" in legend, title
+
+    def unit(title):
+        return push[title]["fieldConfig"]["defaults"]["unit"]
+
+    assert unit("Push attempts by target and outcome") == "ops"
+    assert unit("Push success ratio by target") == "percentunit"
+    assert unit("Push delivery latency p50 / p99 by target") == "s"
+    latency = [t["expr"] for t in push["Push delivery latency p50 / p99 by target"]["targets"]]
+    assert [e.split(",")[0] for e in latency] == [
+        "histogram_quantile(0.5",
+        "histogram_quantile(0.99",
+    ]
+    assert all("by (target, le)" in e for e in latency)
+
+    def steps(title):
+        defaults = push[title]["fieldConfig"]["defaults"]
+        return [(s["color"], s["value"]) for s in defaults["thresholds"]["steps"]]
+
+    # The in-flight panel's dashed line is the default per-queue cap, from the README's flags.
+    workers = int(readme_flag_default("push_workers"))
+    assert readme_flag_default("queue_concurrency") == "0"  # 0: a quarter of --push_workers
+    in_flight = push["Push deliveries in flight by queue"]
+    assert steps(in_flight["title"]) == [("green", None), ("red", max(1, workers // 4))]
+    assert in_flight["fieldConfig"]["defaults"]["custom"]["thresholdsStyle"]["mode"] == "dashed"
+    assert f"{workers} / 4 = {max(1, workers // 4)}" in in_flight["description"]
+    # The success ratio's line is HourglassPushFailing's threshold (50 % retried or dead).
+    assert steps("Push success ratio by target") == [("red", None), ("green", 0.5)]
+    assert "HourglassPushFailing" in push["Push success ratio by target"]["description"]
+    # Any refusal turns the stat red.
+    refused = push["Refused push attempts (SSRF guard)"]
+    assert steps(refused["title"]) == [("green", None), ("red", 1)]
+    assert 'outcome="refused"' in refused["targets"][0]["expr"]
+    assert 'outcome=~"dead|refused"' in push["Dead push tasks by target"]["targets"][0]["expr"]
 
 
 # --- the ConfigMap -------------------------------------------------------------------------

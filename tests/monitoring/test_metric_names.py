@@ -14,9 +14,9 @@ TARGET_LABELS = {"job", "instance"}
 
 
 @pytest.fixture(scope="module")
-def scrape(hourglass):
+def scrape(hourglass, push_receiver):
     client = hourglass.client()
-    traffic.run(client)
+    traffic.run(client, push_receiver)
     text = support.scrape(hourglass)
     types = dict(re.findall(r"^# TYPE (\S+) (\S+)$", text, re.M))
     return support.parse_metrics(text), types
@@ -79,9 +79,39 @@ def test_traffic_shows_in_the_scrape(scrape):
         assert support.metric_value(samples, "hourglass_tasks", queue=queue, state=state) == count
 
 
+def test_push_traffic_shows_in_the_scrape(scrape):
+    """Every push attempt of the traffic, by target and outcome, exactly; the in-flight gauge at
+    the per-queue cap; one duration observation per attempt."""
+    samples, types = scrape
+    expected = traffic.EXPECTED["push"]
+    got = {
+        (labels["target"], labels["outcome"]): value
+        for name, labels, value in samples
+        if name == "hourglass_push_deliveries_total" and value
+    }
+    assert got == expected
+    for target in ("http", "grpc"):
+        attempts = sum(n for (t, _), n in expected.items() if t == target)
+        assert (
+            support.metric_value(
+                samples, "hourglass_push_delivery_duration_seconds_count", target=target
+            )
+            == attempts
+        ), target
+    assert types["hourglass_push_delivery_duration_seconds"] == "histogram"
+    in_flight = {
+        labels["queue"]: value
+        for name, labels, value in samples
+        if name == "hourglass_push_in_flight" and value
+    }
+    assert in_flight == traffic.EXPECTED["push_in_flight"]
+
+
 @pytest.mark.parametrize("where, expr", expressions(), ids=lambda x: str(x)[:60])
 def test_expression_uses_exported_metrics(scrape, where, expr):
     samples, types = scrape
+    if not traffic.REFUSED and 'outcome="refused"' in expr:
+        pytest.skip(traffic.REFUSED_SKIP_REASON)
     recorded = promql.recorded_series(promql.load_rules())
     found = promql.selectors(expr)
     assert found, f"{where}: no metric name in {expr!r}"

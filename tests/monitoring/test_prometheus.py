@@ -1,8 +1,9 @@
 """A real Prometheus (Debian's /usr/bin/prometheus) scrapes a real hourglass every second with
 deploy/prometheus/rules.yaml loaded; after known traffic its HTTP API returns the expected
 counts, every rule evaluates without error, the dead-task alert goes pending, every dashboard
-expression, variable query and annotation runs (and the panels return series, the task panels the
-traffic's figures) (CTest: prometheus_scrape)."""
+expression, variable query and annotation runs (and the panels return series, the task and push
+panels the traffic's figures), the push alert goes pending for the failing target
+(CTest: prometheus_scrape)."""
 
 import json
 import os
@@ -158,9 +159,11 @@ def prometheus(work_dir, hourglass):
 
 
 @pytest.fixture(scope="module")
-def traffic_done(prometheus, hourglass):
-    """Runs the traffic once; the first nacks' `dead` counter is scraped at 0 before tasks die."""
+def traffic_done(prometheus, hourglass, push_receiver):
+    """Runs the traffic once; the first nacks' `dead` counter is scraped at 0 before tasks die,
+    and the grpc push `dead` counter at 1 before the second grpc task dies."""
     dead = f'hourglass_task_deliveries_total{{job="{JOB}", queue="flaky", outcome="dead"}}'
+    grpc_dead = f'hourglass_push_deliveries_total{{job="{JOB}", target="grpc", outcome="dead"}}'
 
     def dead_counter_scraped_at_zero():
         support.wait_until(
@@ -170,7 +173,20 @@ def traffic_done(prometheus, hourglass):
             what=f"{dead} == 0 in Prometheus",
         )
 
-    traffic.run(hourglass.client(), before_deaths=dead_counter_scraped_at_zero)
+    def grpc_dead_scraped_at_one():
+        support.wait_until(
+            lambda: prometheus.value(grpc_dead) == 1,
+            WAIT_S,
+            interval_s=0.2,
+            what=f"{grpc_dead} == 1 in Prometheus",
+        )
+
+    traffic.run(
+        hourglass.client(),
+        push_receiver,
+        before_deaths=dead_counter_scraped_at_zero,
+        before_push_failures=grpc_dead_scraped_at_one,
+    )
     return prometheus
 
 
@@ -193,6 +209,7 @@ def wait_for_values(prometheus, expected):
 def test_counts_reach_prometheus(traffic_done):
     e = traffic.EXPECTED
     sel = f'job="{JOB}"'
+    outcomes = "|".join(sorted({o for _, o in e["push"]}))
     expected = {
         f"sum(hourglass_tasks_scheduled_total{{{sel}}})": e["scheduled"],
         f"sum(hourglass_task_leases_total{{{sel}}})": e["leased"],
@@ -203,6 +220,21 @@ def test_counts_reach_prometheus(traffic_done):
         expected[f'sum(hourglass_task_deliveries_total{{{sel}, outcome="{outcome}"}})'] = count
     for (queue, state), count in e["tasks"].items():
         expected[f'hourglass_tasks{{{sel}, queue="{queue}", state="{state}"}}'] = count
+    for (target, outcome), count in e["push"].items():
+        expected[
+            f'sum(hourglass_push_deliveries_total{{{sel}, target="{target}", '
+            f'outcome="{outcome}"}})'
+        ] = count
+    # No other outcome (no released attempt: nothing was shut down).
+    expected[
+        f'sum(hourglass_push_deliveries_total{{{sel}, outcome!~"{outcomes}"}}) or vector(0)'
+    ] = 0
+    for target in ("http", "grpc"):
+        expected[
+            f'sum(hourglass_push_delivery_duration_seconds_count{{{sel}, target="{target}"}})'
+        ] = sum(n for (t, _), n in e["push"].items() if t == target)
+    for queue, count in e["push_in_flight"].items():
+        expected[f'sum(hourglass_push_in_flight{{{sel}, queue="{queue}"}})'] = count
     for (method, code), count in e["rpcs"].items():
         expected[
             f'sum(hourglass_grpc_server_handled_total{{{sel}, grpc_method="{method}", '
@@ -254,24 +286,51 @@ def test_dead_tasks_alert_goes_pending(traffic_done):
         assert not names & NEVER_ACTIVE, f"unexpected alerts {names}"
         return [a for a in alerts if a["labels"]["alertname"] == "HourglassDeadTasksIncreasing"]
 
+    def flaky_alert():
+        return [a for a in dead_alert() if a["labels"]["queue"] == traffic.FLAKY]
+
     (alert,) = support.wait_until(
-        dead_alert, WAIT_S, interval_s=0.5, what="HourglassDeadTasksIncreasing"
+        flaky_alert, WAIT_S, interval_s=0.5, what="HourglassDeadTasksIncreasing for flaky"
     )
-    assert alert["labels"]["queue"] == traffic.FLAKY
     assert alert["state"] in ("pending", "firing")  # `for: 1m`: pending for the first minute.
     assert alert["labels"]["severity"] == "warning"
     assert float(alert["value"]) > 0
+    # The push queues' tasks died too, but maybe before their queue's first scrape (which an
+    # increase does not count); no other queue may have the alert.
+    died = {queue for (queue, state) in traffic.EXPECTED["tasks"] if state == "dead"}
+    assert {a["labels"]["queue"] for a in dead_alert()} <= died
+
+
+def test_push_failing_alert_goes_pending_for_grpc(traffic_done):
+    """Every grpc attempt failed (ratio 1); the http attempts mostly succeeded."""
+
+    def push_alerts():
+        alerts = traffic_done.api("/api/v1/alerts")["alerts"]
+        return [a for a in alerts if a["labels"]["alertname"] == "HourglassPushFailing"]
+
+    (alert,) = support.wait_until(push_alerts, WAIT_S, interval_s=0.5, what="HourglassPushFailing")
+    assert alert["labels"]["target"] == "grpc"
+    assert alert["labels"]["job"] == JOB and alert["labels"]["severity"] == "warning"
+    assert alert["state"] == "pending"  # `for: 10m`
+    assert float(alert["value"]) == 1
+    assert "grpc" in alert["annotations"]["summary"]
 
 
 def selections(prometheus):
     """Variable values to try: Grafana's All (the dashboard's allValue) and one of each, regex-
-    escaped as Grafana does for a multi-value variable."""
+    escaped as Grafana does for a multi-value variable; two queues, `(flaky|slow)` as Grafana
+    writes a multi-value selection, so that the queue panels have a pull queue and a queue with
+    push deliveries in flight."""
     (target,) = prometheus.api("/api/v1/targets")["activeTargets"]
     instance = target["labels"]["instance"]
     escape = lambda value: re.escape(value).replace("\\", "\\\\")  # noqa: E731 (PromQL string)
     return [
         {"job": ".*", "instance": ".*", "queue": ".*"},
-        {"job": escape(JOB), "instance": escape(instance), "queue": "flaky"},
+        {
+            "job": escape(JOB),
+            "instance": escape(instance),
+            "queue": "(%s)" % "|".join(escape(q) for q in (traffic.FLAKY, traffic.SLOW)),
+        },
     ]
 
 
@@ -301,7 +360,7 @@ def test_dashboard_variables_find_the_server(traffic_done):
     expected = {
         "job": {JOB},
         "instance": {target["labels"]["instance"]},
-        "queue": {traffic.WORK, traffic.LATER, traffic.FLAKY},
+        "queue": traffic.QUEUES,
     }
     dashboard = promql.load_dashboard()
     values = {"job": ".*", "instance": ".*", "queue": ".*"}
@@ -349,13 +408,49 @@ def test_panels_show_the_traffic(traffic_done):
         assert nonzero(by("queue", queues, ref_id)) == want, state
     finished = nonzero(by("queue,state", "Finished tasks retained by queue", "A"))
     assert finished == {
-        k: v for k, v in expected.items() if k[1] != "ready" and k[1] != "scheduled"
+        k: v for k, v in expected.items() if k[1] in ("succeeded", "cancelled", "dead")
     }
-    assert nonzero(by("queue", "Dead tasks by queue", "A")) == {(traffic.FLAKY,): 5}
+    dead = {(q,): n for (q, s), n in expected.items() if s == "dead"}
+    assert nonzero(by("queue", "Dead tasks by queue", "A")) == dead
     assert by("", "Instances up", "A") == {("",): 1}
-    assert by("", "Ready tasks", "A") == {("",): expected[(traffic.WORK, "ready")]}
+    ready = sum(n for (_, s), n in expected.items() if s == "ready")
+    assert by("", "Ready tasks", "A") == {("",): ready}
     (build,) = traffic_done.query('hourglass_build_info{job="hourglass"}')
     assert by("version", "Version", "A") == {(build["metric"]["version"],): 1}
+
+
+def test_push_panels_show_the_traffic(traffic_done):
+    """The push row: which series each panel has, and the stats' and the gauge's exact values."""
+    dashboard = promql.load_dashboard()
+    values = {"job": ".*", "instance": ".*", "queue": ".*"}
+    push = traffic.EXPECTED["push"]
+
+    def by(labels, title, ref_id="A"):
+        result = traffic_done.query(panel_expr(dashboard, title, ref_id, values))
+        return {tuple(r["metric"].get(k, "") for k in labels): float(r["value"][1]) for r in result}
+
+    attempts = by(("target", "outcome"), "Push attempts by target and outcome")
+    assert set(attempts) == set(push)
+    ratio = by(("target",), "Push success ratio by target")
+    assert set(ratio) == {("http",), ("grpc",)}
+    # No grpc attempt succeeded: 0 while the last failure is within the rate window, then 0/0.
+    assert not ratio[("grpc",)] > 0, ratio
+    for ref_id in ("A", "B"):
+        latency = by(("target",), "Push delivery latency p50 / p99 by target", ref_id)
+        assert set(latency) == {("http",), ("grpc",)}, ref_id
+    (target,) = traffic_done.api("/api/v1/targets")["activeTargets"]
+    instance = target["labels"]["instance"]
+    assert by(("queue", "instance"), "Push deliveries in flight by queue") == {
+        (queue, instance): n for queue, n in traffic.EXPECTED["push_in_flight"].items()
+    }
+    assert by((), "Refused push attempts (SSRF guard)") == {(): traffic.REFUSED}
+    dead = {}
+    for (t, outcome), n in push.items():
+        if outcome in ("dead", "refused"):
+            dead[(t,)] = dead.get((t,), 0) + n
+    assert by(("target",), "Dead push tasks by target") == dead
+    if not traffic.REFUSED:
+        pytest.skip(traffic.REFUSED_SKIP_REASON + " (the refused stat was checked at 0)")
 
 
 def test_alert_annotation_finds_the_alerts(traffic_done):
