@@ -46,9 +46,11 @@ PUSH_WAIT_S = 30
 
 
 def refused_host_name():
-    """A host name (not localhost, not an IP literal) that resolves only to loopback addresses
-    other than RECEIVER_HOST, so that the server refuses it at connect time; None if there is
-    none on this machine."""
+    """A host name (not localhost, not an IP literal) that resolves only to IPv4 loopback
+    addresses other than RECEIVER_HOST, so that the server refuses it at connect time; None if
+    there is none on this machine. Candidates: the machine's name and the names of /etc/hosts
+    (no DNS guesses); names of ::1 are left out, as a resolver without IPv6 would fail them (a
+    retried attempt, not a refused one)."""
     candidates = [socket.gethostname()]
     try:
         with open("/etc/hosts") as hosts:
@@ -56,7 +58,6 @@ def refused_host_name():
                 candidates.extend(line.split("#", 1)[0].split()[1:])
     except OSError:
         pass
-    candidates += ["ip6-localhost", "ip6-loopback"]
     for name in dict.fromkeys(candidates):
         lower = name.lower().rstrip(".")
         if not name or lower == "localhost" or lower.endswith(".localhost"):
@@ -73,9 +74,7 @@ def refused_host_name():
         except OSError:
             continue
         addresses = {info[4][0] for info in infos}
-        if addresses and all(
-            (a.startswith("127.") and a != RECEIVER_HOST) or a == "::1" for a in addresses
-        ):
+        if addresses and all(a.startswith("127.") and a != RECEIVER_HOST for a in addresses):
             return name
     return None
 
