@@ -355,23 +355,48 @@ def test_http_delivery_headers_body_retry_and_due_time(push_server, push_client,
     assert delta("hourglass_push_deliveries_total", target="http", outcome="succeeded") == 6
     assert delta("hourglass_push_deliveries_total", target="http", outcome="retried") == 3
     assert delta("hourglass_push_delivery_duration_seconds_count", target="http") == 9
-    assert metric_value(after, "hourglass_push_in_flight", queue=queue) == 0
+    # Settles at 0 (it also counts workers looking for more work, for a few ms after the end).
+    wait_until(
+        lambda: metric_value(metrics(push_server), "hourglass_push_in_flight", queue=queue) == 0,
+        5,
+        what=f"hourglass_push_in_flight{{queue={queue!r}}} to return to 0",
+    )
 
 
-def test_http_default_content_type(push_client, http_receiver):
-    # Without a Content-Type of its own, a push is application/octet-stream.
+def test_http_default_content_type_and_large_payload(push_client, http_receiver):
+    # Without a Content-Type of its own, a push is application/octet-stream; a payload of
+    # nearly 1 MiB of arbitrary bytes arrives intact.
     receiver = http_receiver(ok)
+    payload = os.urandom(1024 * 1024 - 1)
     task_id = unique("ctype")
     push_client.schedule(
         queue=unique("ctype"),
         task_id=task_id,
-        payload=b"\x01\x02",
+        payload=payload,
         http_target=http_target(receiver.url()),
     )
     wait_state(push_client, task_id, State.TASK_STATE_SUCCEEDED)
     (received,) = receiver.of(task_id)
     assert received.header("Content-Type") == "application/octet-stream"
-    assert received.body == b"\x01\x02"
+    assert received.body == payload
+
+
+def test_push_tasks_are_never_leased(push_client, http_receiver):
+    # In a queue with pull and push tasks, Lease hands out only the pull task, even while the
+    # push task is due (its delivery takes a second).
+    receiver = http_receiver(lambda received: (receiver.hang(1.0), (200, {}, b"ok"))[1])
+    queue = unique("mixed")
+    push = push_client.schedule(
+        queue=queue, payload=b"push", http_target=http_target(receiver.url())
+    )
+    pull = push_client.schedule(queue=queue, payload=b"pull")
+    wait_until(lambda: receiver.of(push.task_id), 5, what="the push delivery")
+    leased = push_client.lease(queue, wait_s=0.5, max_tasks=10)
+    assert [t.task_id for t in leased] == [pull.task_id]
+    push_client.ack(pull.task_id, leased[0].lease_token)
+    assert list(push_client.lease(queue, wait_s=0.5, max_tasks=10)) == []
+    task = wait_state(push_client, push.task_id, State.TASK_STATE_SUCCEEDED)
+    assert task.attempts == 1
 
 
 # --- 2. failures, DEAD, ListTasks, RetryTask ----------------------------------------------
@@ -697,7 +722,11 @@ def test_hanging_queue_is_isolated(start_server, http_receiver):
     arrivals = sorted(r.monotonic for r in slow_receiver.requests)
     for i in range(len(arrivals) - 2):
         assert arrivals[i + 2] - arrivals[i] > 0.8, f"3 slow requests within 0.8 s: {arrivals}"
-    assert metric_value(metrics(server), "hourglass_push_in_flight", queue="slow") == 0
+    wait_until(
+        lambda: metric_value(metrics(server), "hourglass_push_in_flight", queue="slow") == 0,
+        5,
+        what="hourglass_push_in_flight{queue='slow'} to return to 0",
+    )
 
 
 # --- 4. gRPC delivery ---------------------------------------------------------------------
@@ -708,6 +737,8 @@ class InvoicesReceiver(receiver_grpc.InvoicesServicer):
 
     def __init__(self):
         self.calls = []  # (CloseInvoiceRequest, {metadata key: value}, monotonic)
+        self.time_remaining = {}  # invoice id -> seconds left of the caller's deadline
+        self.released = threading.Event()  # ends the "slow" calls
         self._lock = threading.Lock()
 
     def Close(self, request, context):
@@ -717,6 +748,9 @@ class InvoicesReceiver(receiver_grpc.InvoicesServicer):
         with self._lock:
             self.calls.append((request, metadata, time.monotonic()))
             seen = sum(1 for r, _, _ in self.calls if r.invoice_id == request.invoice_id)
+            self.time_remaining[request.invoice_id] = context.time_remaining()
+        if request.invoice_id.startswith("slow"):
+            self.released.wait(10)
         if request.invoice_id.startswith("flaky") and seen == 1:
             context.abort(grpc.StatusCode.UNAVAILABLE, "not ready yet")
         if request.invoice_id.startswith("bad"):
@@ -737,6 +771,7 @@ def invoices():
     server.start()
     servicer.address = f"127.0.0.1:{port}"
     yield servicer
+    servicer.released.set()
     server.stop(0)
 
 
@@ -748,7 +783,7 @@ def schedule_invoice(client, servicer, invoice_id, method="/billing.v1.Invoices/
         queue=fields.pop("queue", unique("billing")),
         task_id=unique(invoice_id),
         payload=request.SerializeToString(),
-        retry_policy=retry_policy(),
+        retry_policy=fields.pop("retry_policy", retry_policy()),
         grpc_target=task_pb2.GrpcTarget(address=servicer.address, method=method),
         **fields,
     )
@@ -807,14 +842,29 @@ def test_grpc_delivery(push_server, push_client, invoices):
     time.sleep(MIN_BACKOFF_S * 2)
     assert len(invoices.of("bad-1")) == 1
 
+    # The call's deadline is the dispatch deadline; running out of it is DEADLINE_EXCEEDED.
+    slow = schedule_invoice(
+        push_client,
+        invoices,
+        "slow-1",
+        retry_policy=retry_policy(max_attempts=1),
+        dispatch_deadline=duration(1),
+    )
+    task = wait_state(push_client, slow.task_id, State.TASK_STATE_DEAD)
+    assert task.attempts == 1
+    assert "DEADLINE_EXCEEDED" in task.last_error, task.last_error
+    assert "dispatch deadline" in task.last_error, task.last_error
+    assert invoices.time_remaining["slow-1"] is not None
+    assert 0 < invoices.time_remaining["slow-1"] <= 1.05  # grpc-timeout rounds up
+
     after = metrics(push_server)
     delta = lambda name, **labels: metric_value(after, name, **labels) - metric_value(  # noqa
         before, name, **labels
     )
     assert delta("hourglass_push_deliveries_total", target="grpc", outcome="succeeded") == 2
     assert delta("hourglass_push_deliveries_total", target="grpc", outcome="retried") == 1
-    assert delta("hourglass_push_deliveries_total", target="grpc", outcome="dead") == 2
-    assert delta("hourglass_push_delivery_duration_seconds_count", target="grpc") == 5
+    assert delta("hourglass_push_deliveries_total", target="grpc", outcome="dead") == 3
+    assert delta("hourglass_push_delivery_duration_seconds_count", target="grpc") == 6
 
 
 def test_grpc_connection_refused_is_retried(push_client):
@@ -1045,6 +1095,22 @@ GOOD_GRPC = {"address": "billing.example.com:443", "method": "/billing.v1.Invoic
             "headers",
             {"http_target": http_target(GOOD_URL), "headers": {"X-Ok": "a\r\nX-Injected: 1"}},
         ),
+        (
+            "headers",
+            {"grpc_target": task_pb2.GrpcTarget(**GOOD_GRPC), "headers": {"X-Upper": "metadata"}},
+        ),
+        (
+            "headers",
+            {"grpc_target": task_pb2.GrpcTarget(**GOOD_GRPC), "headers": {"grpc-timeout": "1S"}},
+        ),
+        (
+            "http_target.headers",
+            {"http_target": http_target(GOOD_URL, {"Content-Length": "0"})},
+        ),
+        (
+            "http_target.headers",
+            {"http_target": http_target(GOOD_URL, {"Bad Name": "x"})},
+        ),
     ],
     ids=lambda value: value if isinstance(value, str) else None,
 )
@@ -1137,3 +1203,45 @@ def test_kill9_during_delivery_redelivers_after_the_claim(start_server, work_dir
     # Not before the claim ran out: 3 s + 10 s after the attempt started.
     gap_s = second.monotonic - first.monotonic
     assert gap_s >= 12.5, f"delivered again {gap_s:.1f} s after the first attempt"
+
+
+def test_sigterm_during_delivery_releases_the_task(start_server, work_dir, http_receiver):
+    # A clean shutdown during a delivery gives the task back at once, and the attempt does not
+    # count: after a restart it is delivered again promptly as attempt 1, without waiting for
+    # a claim to run out.
+    mode = {"hang": True}
+
+    def respond(received):
+        if mode["hang"]:
+            receiver.hang(60)
+        return 200, {}, b"ok"
+
+    receiver = http_receiver(respond)
+    data_dir = tempfile.mkdtemp(prefix="push-sigterm-", dir=work_dir)
+    server = start_server(ALLOW_LOOPBACK, "--shutdown_grace=3s", data_dir=data_dir)
+    client = server.client()
+    task_id = unique("release")
+    client.schedule(
+        queue=unique("release"),
+        task_id=task_id,
+        payload=b"again",
+        retry_policy=retry_policy(),
+        http_target=http_target(receiver.url()),
+        dispatch_deadline=duration(20),
+    )
+    wait_until(lambda: receiver.of(task_id), 10, what="the first delivery attempt")
+    mode["hang"] = False
+    code, took_s = server.terminate(close_clients_first=True)
+    assert code == 0, f"hourglass exited with {code} after SIGTERM\n" + server.log_tail()
+    assert took_s < 3 + 2, f"shutdown took {took_s:.1f} s with a delivery in progress"
+
+    restarted = time.monotonic()
+    server = start_server(ALLOW_LOOPBACK, data_dir=data_dir)
+    client = server.client()
+    task = wait_state(client, task_id, State.TASK_STATE_SUCCEEDED, timeout_s=10)
+    first, second = receiver.of(task_id)
+    assert second.monotonic - restarted < 5, "the released task waited for its claim"
+    assert second.body == b"again"
+    assert first.header("Hourglass-Attempt") == "1"
+    assert second.header("Hourglass-Attempt") == "1"
+    assert task.attempts == 1
