@@ -1245,3 +1245,68 @@ def test_sigterm_during_delivery_releases_the_task(start_server, work_dir, http_
     assert first.header("Hourglass-Attempt") == "1"
     assert second.header("Hourglass-Attempt") == "1"
     assert task.attempts == 1
+
+
+# --- 8. what a receiver or a header must never do: crash the server -----------------------
+# SERVER BUG (both tests below fail against the first push build): the server aborts. After a
+# restart the task is LEASED by its old claim and is delivered again when the claim runs out,
+# so the same receiver crashes it again: a crash loop that one push target can cause.
+
+MAX_DELAY_NS = 730 * 24 * 3600 * SECOND_NS  # the default --max_delay
+
+
+@pytest.mark.parametrize("retry_after", ["100000000", "Fri, 31 Dec 9999 23:59:59 GMT"])
+def test_huge_retry_after_does_not_crash_the_server(start_server, http_receiver, retry_after):
+    # SERVER BUG: a Retry-After beyond the timing wheel's horizon (~795 days; here 3.2 years
+    # and the year 9999) makes FinishPush arm a timer the wheel refuses, and the server
+    # abort()s ("fatal: arming a timer failed"). Expected: the server stays up and the retry
+    # is due within --max_delay (a receiver's Retry-After must be clamped).
+    receiver = http_receiver(lambda received: (503, {"Retry-After": retry_after}, b"later"))
+    server = start_server(ALLOW_LOOPBACK)
+    client = server.client()
+    task_id = unique("retry-after")
+    client.schedule(
+        queue=unique("retry-after"),
+        task_id=task_id,
+        delay=duration(0.3),
+        retry_policy=retry_policy(),
+        http_target=http_target(receiver.url()),
+    )
+    wait_until(lambda: receiver.of(task_id), 10, what="the delivery attempt")
+    time.sleep(1.0)
+    assert (
+        server.running()
+    ), f"the server died after a 503 with Retry-After: {retry_after}\n" + server.log_tail(5)
+    task = client.status(task_id)
+    assert task.state == State.TASK_STATE_SCHEDULED, State.Name(task.state)
+    assert task.attempts == 1
+    assert task.last_error.startswith("HTTP 503"), task.last_error
+    assert now_ns() < ns(task.due_time) <= now_ns() + MAX_DELAY_NS
+
+
+@pytest.mark.parametrize("value", ["caf\u00e9", "a\tb"])
+def test_grpc_metadata_value_does_not_crash_the_server(start_server, invoices, value):
+    # SERVER BUG: a task header value that is valid for HTTP but not as gRPC metadata (a byte
+    # >= 0x80, a tab) passes Schedule's validation for a grpc_target; the gRPC library then
+    # fails "validate_metadata: Illegal header value ... API misuse ... assertion failed" and
+    # the server aborts. Expected: INVALID_ARGUMENT naming "headers" at Schedule (gRPC metadata
+    # values are printable ASCII unless the key ends in -bin), or at least no crash.
+    server = start_server(ALLOW_LOOPBACK)
+    client = server.client()
+    try:
+        schedule_invoice(
+            client,
+            invoices,
+            "inv-metadata",
+            delay=duration(0.3),
+            headers={"x-note": value},
+            retry_policy=retry_policy(max_attempts=2),
+        )
+    except grpc.RpcError as error:
+        assert error.code() == StatusCode.INVALID_ARGUMENT, error
+        assert "headers" in error.details(), error.details()
+        return
+    time.sleep(1.5)
+    assert (
+        server.running()
+    ), f"the server died delivering a gRPC task with header value {value!r}\n" + server.log_tail(5)
