@@ -47,6 +47,8 @@ from support import (
 SECOND_NS = 1_000_000_000
 MS_NS = 1_000_000
 ALLOW_LOOPBACK = "--push_allowlist=127.0.0.0/8"
+# Dedicated servers stop in a fraction of a second instead of the default grace's one.
+QUICK_STOP = "--shutdown_grace=250ms"
 MIN_BACKOFF_S = 0.2
 # Slack for "no sooner than": the receiver's clock reads a little after the server's.
 EARLY_TOLERANCE_S = EARLY_TOLERANCE_NS / 1e9
@@ -261,7 +263,7 @@ def ok(_received):
 def push_server(work_dir):
     """A server that may deliver to loopback, shared by the tests of this file that wait for
     their own tasks to finish."""
-    server = support.Server(os.path.join(work_dir, "push-data"), (ALLOW_LOOPBACK,))
+    server = support.Server(os.path.join(work_dir, "push-data"), (ALLOW_LOOPBACK, QUICK_STOP))
     server.start()
     try:
         yield server
@@ -654,7 +656,7 @@ def test_http_connection_closed_without_answer_is_retried(push_client, http_rece
 def test_hanging_queue_is_isolated(start_server, http_receiver):
     # Tasks of queue "slow" hang beyond their 1 s dispatch deadline; at most 2 of them are in
     # flight at once, and the 30 tasks of queue "fast" are all delivered meanwhile.
-    server = start_server(ALLOW_LOOPBACK, "--push_workers=4", "--queue_concurrency=2")
+    server = start_server(ALLOW_LOOPBACK, QUICK_STOP, "--push_workers=4", "--queue_concurrency=2")
     client = server.client()
     slow_receiver = http_receiver(lambda received: (slow_receiver.hang(), (200, {}, b"late"))[1])
     fast_receiver = http_receiver(ok)
@@ -1042,6 +1044,88 @@ def test_host_name_resolving_to_loopback_is_refused(server, client, kind):
         listener.close()
 
 
+def test_allowlist_admits_only_its_ranges(start_server, http_receiver):
+    # --push_allowlist=127.0.0.1/32 admits that address and nothing else of loopback, both at
+    # Schedule (IP literals) and when a host name is resolved.
+    receiver = http_receiver(ok)
+    server = start_server("--push_allowlist=127.0.0.1/32", QUICK_STOP)
+    client = server.client()
+    queue = unique("allow")
+    expect_invalid_argument(
+        "http_target.url",
+        client.schedule,
+        queue=queue,
+        http_target=http_target(f"http://127.0.0.2:{receiver.port}/"),
+    )
+    allowed = client.schedule(queue=queue, http_target=http_target(receiver.url()))
+    wait_state(client, allowed.task_id, State.TASK_STATE_SUCCEEDED)
+
+    name, addresses = loopback_only_host_name()
+    by_name = client.schedule(
+        queue=queue,
+        retry_policy=retry_policy(max_attempts=1),
+        http_target=http_target(f"http://{name}:{receiver.port}/by-name"),
+    )
+    if all(address == "127.0.0.1" for _, address in addresses):
+        wait_state(client, by_name.task_id, State.TASK_STATE_SUCCEEDED)
+        assert [r.path for r in receiver.of(by_name.task_id)] == ["/by-name"]
+    elif all(address != "127.0.0.1" for _, address in addresses):
+        task = wait_state(client, by_name.task_id, State.TASK_STATE_DEAD)
+        assert task.last_error.startswith("refused to connect"), task.last_error
+        assert receiver.of(by_name.task_id) == []
+
+
+def test_schedule_batch_judges_each_push_target(push_client, http_receiver):
+    # In a batch, a refused or malformed target fails only its own item.
+    receiver = http_receiver(ok)
+    queue = unique("batch")
+    results = push_client.scheduler.ScheduleBatch(
+        scheduler_pb2.ScheduleBatchRequest(
+            requests=[
+                scheduler_pb2.ScheduleRequest(queue=queue, http_target=http_target(receiver.url())),
+                scheduler_pb2.ScheduleRequest(
+                    queue=queue, http_target=http_target("http://169.254.169.254/")
+                ),
+                scheduler_pb2.ScheduleRequest(
+                    queue=queue,
+                    grpc_target=task_pb2.GrpcTarget(address="billing.example.com:443", method="x"),
+                ),
+            ]
+        )
+    ).results
+    invalid = StatusCode.INVALID_ARGUMENT.value[0]
+    assert [r.code for r in results] == [0, invalid, invalid]
+    assert "http_target.url" in results[1].message
+    assert "grpc_target.method" in results[2].message
+    wait_state(push_client, results[0].response.task_id, State.TASK_STATE_SUCCEEDED)
+
+
+def test_push_flags_fail_fast(work_dir):
+    # A bad --push_allowlist, --push_workers or --queue_concurrency stops the server at once,
+    # naming the flag.
+    for flags, name in (
+        (["--push_allowlist=10.0.0.0/33"], "push_allowlist"),
+        (["--push_allowlist=metadata.internal"], "push_allowlist"),
+        (["--push_workers=0"], "push_workers"),
+        (["--push_workers=2", "--queue_concurrency=3"], "queue_concurrency"),
+    ):
+        result = subprocess.run(
+            [
+                support.BINARY,
+                "--grpc_address=127.0.0.1:0",
+                "--metrics_address=127.0.0.1:0",
+                f"--data_dir={os.path.join(work_dir, 'bad-push-flags')}",
+                *flags,
+            ],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+        assert result.returncode != 0, f"{flags} started"
+        assert name in result.stderr, f"{flags}: {result.stderr[-500:]}"
+
+
 # --- 6. validation ------------------------------------------------------------------------
 
 GOOD_URL = "https://hooks.example.com/orders"
@@ -1170,7 +1254,7 @@ def test_kill9_during_delivery_redelivers_after_the_claim(start_server, work_dir
 
     receiver = http_receiver(respond)
     data_dir = tempfile.mkdtemp(prefix="push-kill9-", dir=work_dir)
-    server = start_server(ALLOW_LOOPBACK, data_dir=data_dir)
+    server = start_server(ALLOW_LOOPBACK, QUICK_STOP, data_dir=data_dir)
     client = server.client()
     task_id = unique("crash")
     client.schedule(
@@ -1187,7 +1271,7 @@ def test_kill9_during_delivery_redelivers_after_the_claim(start_server, work_dir
     server.kill()
     mode["hang"] = False
 
-    server = start_server(ALLOW_LOOPBACK, data_dir=data_dir)
+    server = start_server(ALLOW_LOOPBACK, QUICK_STOP, data_dir=data_dir)
     client = server.client()
     task = client.status(task_id)
     assert task.state == State.TASK_STATE_LEASED, State.Name(task.state)
@@ -1203,6 +1287,27 @@ def test_kill9_during_delivery_redelivers_after_the_claim(start_server, work_dir
     # Not before the claim ran out: 3 s + 10 s after the attempt started.
     gap_s = second.monotonic - first.monotonic
     assert gap_s >= 12.5, f"delivered again {gap_s:.1f} s after the first attempt"
+
+
+def test_task_due_while_the_server_was_down_is_delivered_at_start(
+    start_server, work_dir, http_receiver
+):
+    # A push task that became due while the server was stopped is delivered right after start.
+    receiver = http_receiver(ok)
+    data_dir = tempfile.mkdtemp(prefix="push-down-", dir=work_dir)
+    server = start_server(ALLOW_LOOPBACK, QUICK_STOP, data_dir=data_dir)
+    client = server.client()
+    scheduled = client.schedule(
+        queue=unique("down"), delay=duration(2.5), http_target=http_target(receiver.url())
+    )
+    stop_server(server)
+    assert receiver.of(scheduled.task_id) == []
+    time.sleep(max(0.0, (ns(scheduled.due_time) - now_ns()) / 1e9) + 0.2)
+    restarted = time.monotonic()
+    server = start_server(ALLOW_LOOPBACK, QUICK_STOP, data_dir=data_dir)
+    wait_state(server.client(), scheduled.task_id, State.TASK_STATE_SUCCEEDED, timeout_s=10)
+    (received,) = receiver.of(scheduled.task_id)
+    assert received.monotonic - restarted < 5
 
 
 def test_sigterm_during_delivery_releases_the_task(start_server, work_dir, http_receiver):
@@ -1236,7 +1341,7 @@ def test_sigterm_during_delivery_releases_the_task(start_server, work_dir, http_
     assert took_s < 3 + 2, f"shutdown took {took_s:.1f} s with a delivery in progress"
 
     restarted = time.monotonic()
-    server = start_server(ALLOW_LOOPBACK, data_dir=data_dir)
+    server = start_server(ALLOW_LOOPBACK, QUICK_STOP, data_dir=data_dir)
     client = server.client()
     task = wait_state(client, task_id, State.TASK_STATE_SUCCEEDED, timeout_s=10)
     first, second = receiver.of(task_id)
@@ -1262,7 +1367,7 @@ def test_huge_retry_after_does_not_crash_the_server(start_server, http_receiver,
     # abort()s ("fatal: arming a timer failed"). Expected: the server stays up and the retry
     # is due within --max_delay (a receiver's Retry-After must be clamped).
     receiver = http_receiver(lambda received: (503, {"Retry-After": retry_after}, b"later"))
-    server = start_server(ALLOW_LOOPBACK)
+    server = start_server(ALLOW_LOOPBACK, QUICK_STOP)
     client = server.client()
     task_id = unique("retry-after")
     client.schedule(
@@ -1291,7 +1396,7 @@ def test_grpc_metadata_value_does_not_crash_the_server(start_server, invoices, v
     # fails "validate_metadata: Illegal header value ... API misuse ... assertion failed" and
     # the server aborts. Expected: INVALID_ARGUMENT naming "headers" at Schedule (gRPC metadata
     # values are printable ASCII unless the key ends in -bin), or at least no crash.
-    server = start_server(ALLOW_LOOPBACK)
+    server = start_server(ALLOW_LOOPBACK, QUICK_STOP)
     client = server.client()
     try:
         schedule_invoice(
