@@ -47,6 +47,8 @@ from support import (
 SECOND_NS = 1_000_000_000
 MS_NS = 1_000_000
 ALLOW_LOOPBACK = "--push_allowlist=127.0.0.0/8"
+# Dedicated servers stop in a fraction of a second instead of the default grace's one.
+QUICK_STOP = "--shutdown_grace=250ms"
 MIN_BACKOFF_S = 0.2
 # Slack for "no sooner than": the receiver's clock reads a little after the server's.
 EARLY_TOLERANCE_S = EARLY_TOLERANCE_NS / 1e9
@@ -261,7 +263,7 @@ def ok(_received):
 def push_server(work_dir):
     """A server that may deliver to loopback, shared by the tests of this file that wait for
     their own tasks to finish."""
-    server = support.Server(os.path.join(work_dir, "push-data"), (ALLOW_LOOPBACK,))
+    server = support.Server(os.path.join(work_dir, "push-data"), (ALLOW_LOOPBACK, QUICK_STOP))
     server.start()
     try:
         yield server
@@ -355,23 +357,48 @@ def test_http_delivery_headers_body_retry_and_due_time(push_server, push_client,
     assert delta("hourglass_push_deliveries_total", target="http", outcome="succeeded") == 6
     assert delta("hourglass_push_deliveries_total", target="http", outcome="retried") == 3
     assert delta("hourglass_push_delivery_duration_seconds_count", target="http") == 9
-    assert metric_value(after, "hourglass_push_in_flight", queue=queue) == 0
+    # Settles at 0 (it also counts workers looking for more work, for a few ms after the end).
+    wait_until(
+        lambda: metric_value(metrics(push_server), "hourglass_push_in_flight", queue=queue) == 0,
+        5,
+        what=f"hourglass_push_in_flight{{queue={queue!r}}} to return to 0",
+    )
 
 
-def test_http_default_content_type(push_client, http_receiver):
-    # Without a Content-Type of its own, a push is application/octet-stream.
+def test_http_default_content_type_and_large_payload(push_client, http_receiver):
+    # Without a Content-Type of its own, a push is application/octet-stream; a payload of
+    # nearly 1 MiB of arbitrary bytes arrives intact.
     receiver = http_receiver(ok)
+    payload = os.urandom(1024 * 1024 - 1)
     task_id = unique("ctype")
     push_client.schedule(
         queue=unique("ctype"),
         task_id=task_id,
-        payload=b"\x01\x02",
+        payload=payload,
         http_target=http_target(receiver.url()),
     )
     wait_state(push_client, task_id, State.TASK_STATE_SUCCEEDED)
     (received,) = receiver.of(task_id)
     assert received.header("Content-Type") == "application/octet-stream"
-    assert received.body == b"\x01\x02"
+    assert received.body == payload
+
+
+def test_push_tasks_are_never_leased(push_client, http_receiver):
+    # In a queue with pull and push tasks, Lease hands out only the pull task, even while the
+    # push task is due (its delivery takes a second).
+    receiver = http_receiver(lambda received: (receiver.hang(1.0), (200, {}, b"ok"))[1])
+    queue = unique("mixed")
+    push = push_client.schedule(
+        queue=queue, payload=b"push", http_target=http_target(receiver.url())
+    )
+    pull = push_client.schedule(queue=queue, payload=b"pull")
+    wait_until(lambda: receiver.of(push.task_id), 5, what="the push delivery")
+    leased = push_client.lease(queue, wait_s=0.5, max_tasks=10)
+    assert [t.task_id for t in leased] == [pull.task_id]
+    push_client.ack(pull.task_id, leased[0].lease_token)
+    assert list(push_client.lease(queue, wait_s=0.5, max_tasks=10)) == []
+    task = wait_state(push_client, push.task_id, State.TASK_STATE_SUCCEEDED)
+    assert task.attempts == 1
 
 
 # --- 2. failures, DEAD, ListTasks, RetryTask ----------------------------------------------
@@ -629,7 +656,7 @@ def test_http_connection_closed_without_answer_is_retried(push_client, http_rece
 def test_hanging_queue_is_isolated(start_server, http_receiver):
     # Tasks of queue "slow" hang beyond their 1 s dispatch deadline; at most 2 of them are in
     # flight at once, and the 30 tasks of queue "fast" are all delivered meanwhile.
-    server = start_server(ALLOW_LOOPBACK, "--push_workers=4", "--queue_concurrency=2")
+    server = start_server(ALLOW_LOOPBACK, QUICK_STOP, "--push_workers=4", "--queue_concurrency=2")
     client = server.client()
     slow_receiver = http_receiver(lambda received: (slow_receiver.hang(), (200, {}, b"late"))[1])
     fast_receiver = http_receiver(ok)
@@ -697,7 +724,11 @@ def test_hanging_queue_is_isolated(start_server, http_receiver):
     arrivals = sorted(r.monotonic for r in slow_receiver.requests)
     for i in range(len(arrivals) - 2):
         assert arrivals[i + 2] - arrivals[i] > 0.8, f"3 slow requests within 0.8 s: {arrivals}"
-    assert metric_value(metrics(server), "hourglass_push_in_flight", queue="slow") == 0
+    wait_until(
+        lambda: metric_value(metrics(server), "hourglass_push_in_flight", queue="slow") == 0,
+        5,
+        what="hourglass_push_in_flight{queue='slow'} to return to 0",
+    )
 
 
 # --- 4. gRPC delivery ---------------------------------------------------------------------
@@ -708,6 +739,8 @@ class InvoicesReceiver(receiver_grpc.InvoicesServicer):
 
     def __init__(self):
         self.calls = []  # (CloseInvoiceRequest, {metadata key: value}, monotonic)
+        self.time_remaining = {}  # invoice id -> seconds left of the caller's deadline
+        self.released = threading.Event()  # ends the "slow" calls
         self._lock = threading.Lock()
 
     def Close(self, request, context):
@@ -717,6 +750,9 @@ class InvoicesReceiver(receiver_grpc.InvoicesServicer):
         with self._lock:
             self.calls.append((request, metadata, time.monotonic()))
             seen = sum(1 for r, _, _ in self.calls if r.invoice_id == request.invoice_id)
+            self.time_remaining[request.invoice_id] = context.time_remaining()
+        if request.invoice_id.startswith("slow"):
+            self.released.wait(10)
         if request.invoice_id.startswith("flaky") and seen == 1:
             context.abort(grpc.StatusCode.UNAVAILABLE, "not ready yet")
         if request.invoice_id.startswith("bad"):
@@ -737,6 +773,7 @@ def invoices():
     server.start()
     servicer.address = f"127.0.0.1:{port}"
     yield servicer
+    servicer.released.set()
     server.stop(0)
 
 
@@ -748,7 +785,7 @@ def schedule_invoice(client, servicer, invoice_id, method="/billing.v1.Invoices/
         queue=fields.pop("queue", unique("billing")),
         task_id=unique(invoice_id),
         payload=request.SerializeToString(),
-        retry_policy=retry_policy(),
+        retry_policy=fields.pop("retry_policy", retry_policy()),
         grpc_target=task_pb2.GrpcTarget(address=servicer.address, method=method),
         **fields,
     )
@@ -807,14 +844,29 @@ def test_grpc_delivery(push_server, push_client, invoices):
     time.sleep(MIN_BACKOFF_S * 2)
     assert len(invoices.of("bad-1")) == 1
 
+    # The call's deadline is the dispatch deadline; running out of it is DEADLINE_EXCEEDED.
+    slow = schedule_invoice(
+        push_client,
+        invoices,
+        "slow-1",
+        retry_policy=retry_policy(max_attempts=1),
+        dispatch_deadline=duration(1),
+    )
+    task = wait_state(push_client, slow.task_id, State.TASK_STATE_DEAD)
+    assert task.attempts == 1
+    assert "DEADLINE_EXCEEDED" in task.last_error, task.last_error
+    assert "dispatch deadline" in task.last_error, task.last_error
+    assert invoices.time_remaining["slow-1"] is not None
+    assert 0 < invoices.time_remaining["slow-1"] <= 1.05  # grpc-timeout rounds up
+
     after = metrics(push_server)
     delta = lambda name, **labels: metric_value(after, name, **labels) - metric_value(  # noqa
         before, name, **labels
     )
     assert delta("hourglass_push_deliveries_total", target="grpc", outcome="succeeded") == 2
     assert delta("hourglass_push_deliveries_total", target="grpc", outcome="retried") == 1
-    assert delta("hourglass_push_deliveries_total", target="grpc", outcome="dead") == 2
-    assert delta("hourglass_push_delivery_duration_seconds_count", target="grpc") == 5
+    assert delta("hourglass_push_deliveries_total", target="grpc", outcome="dead") == 3
+    assert delta("hourglass_push_delivery_duration_seconds_count", target="grpc") == 6
 
 
 def test_grpc_connection_refused_is_retried(push_client):
@@ -992,6 +1044,88 @@ def test_host_name_resolving_to_loopback_is_refused(server, client, kind):
         listener.close()
 
 
+def test_allowlist_admits_only_its_ranges(start_server, http_receiver):
+    # --push_allowlist=127.0.0.1/32 admits that address and nothing else of loopback, both at
+    # Schedule (IP literals) and when a host name is resolved.
+    receiver = http_receiver(ok)
+    server = start_server("--push_allowlist=127.0.0.1/32", QUICK_STOP)
+    client = server.client()
+    queue = unique("allow")
+    expect_invalid_argument(
+        "http_target.url",
+        client.schedule,
+        queue=queue,
+        http_target=http_target(f"http://127.0.0.2:{receiver.port}/"),
+    )
+    allowed = client.schedule(queue=queue, http_target=http_target(receiver.url()))
+    wait_state(client, allowed.task_id, State.TASK_STATE_SUCCEEDED)
+
+    name, addresses = loopback_only_host_name()
+    by_name = client.schedule(
+        queue=queue,
+        retry_policy=retry_policy(max_attempts=1),
+        http_target=http_target(f"http://{name}:{receiver.port}/by-name"),
+    )
+    if all(address == "127.0.0.1" for _, address in addresses):
+        wait_state(client, by_name.task_id, State.TASK_STATE_SUCCEEDED)
+        assert [r.path for r in receiver.of(by_name.task_id)] == ["/by-name"]
+    elif all(address != "127.0.0.1" for _, address in addresses):
+        task = wait_state(client, by_name.task_id, State.TASK_STATE_DEAD)
+        assert task.last_error.startswith("refused to connect"), task.last_error
+        assert receiver.of(by_name.task_id) == []
+
+
+def test_schedule_batch_judges_each_push_target(push_client, http_receiver):
+    # In a batch, a refused or malformed target fails only its own item.
+    receiver = http_receiver(ok)
+    queue = unique("batch")
+    results = push_client.scheduler.ScheduleBatch(
+        scheduler_pb2.ScheduleBatchRequest(
+            requests=[
+                scheduler_pb2.ScheduleRequest(queue=queue, http_target=http_target(receiver.url())),
+                scheduler_pb2.ScheduleRequest(
+                    queue=queue, http_target=http_target("http://169.254.169.254/")
+                ),
+                scheduler_pb2.ScheduleRequest(
+                    queue=queue,
+                    grpc_target=task_pb2.GrpcTarget(address="billing.example.com:443", method="x"),
+                ),
+            ]
+        )
+    ).results
+    invalid = StatusCode.INVALID_ARGUMENT.value[0]
+    assert [r.code for r in results] == [0, invalid, invalid]
+    assert "http_target.url" in results[1].message
+    assert "grpc_target.method" in results[2].message
+    wait_state(push_client, results[0].response.task_id, State.TASK_STATE_SUCCEEDED)
+
+
+def test_push_flags_fail_fast(work_dir):
+    # A bad --push_allowlist, --push_workers or --queue_concurrency stops the server at once,
+    # naming the flag.
+    for flags, name in (
+        (["--push_allowlist=10.0.0.0/33"], "push_allowlist"),
+        (["--push_allowlist=metadata.internal"], "push_allowlist"),
+        (["--push_workers=0"], "push_workers"),
+        (["--push_workers=2", "--queue_concurrency=3"], "queue_concurrency"),
+    ):
+        result = subprocess.run(
+            [
+                support.BINARY,
+                "--grpc_address=127.0.0.1:0",
+                "--metrics_address=127.0.0.1:0",
+                f"--data_dir={os.path.join(work_dir, 'bad-push-flags')}",
+                *flags,
+            ],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+        assert result.returncode != 0, f"{flags} started"
+        assert name in result.stderr, f"{flags}: {result.stderr[-500:]}"
+
+
 # --- 6. validation ------------------------------------------------------------------------
 
 GOOD_URL = "https://hooks.example.com/orders"
@@ -1044,6 +1178,22 @@ GOOD_GRPC = {"address": "billing.example.com:443", "method": "/billing.v1.Invoic
         (
             "headers",
             {"http_target": http_target(GOOD_URL), "headers": {"X-Ok": "a\r\nX-Injected: 1"}},
+        ),
+        (
+            "headers",
+            {"grpc_target": task_pb2.GrpcTarget(**GOOD_GRPC), "headers": {"X-Upper": "metadata"}},
+        ),
+        (
+            "headers",
+            {"grpc_target": task_pb2.GrpcTarget(**GOOD_GRPC), "headers": {"grpc-timeout": "1S"}},
+        ),
+        (
+            "http_target.headers",
+            {"http_target": http_target(GOOD_URL, {"Content-Length": "0"})},
+        ),
+        (
+            "http_target.headers",
+            {"http_target": http_target(GOOD_URL, {"Bad Name": "x"})},
         ),
     ],
     ids=lambda value: value if isinstance(value, str) else None,
@@ -1104,7 +1254,7 @@ def test_kill9_during_delivery_redelivers_after_the_claim(start_server, work_dir
 
     receiver = http_receiver(respond)
     data_dir = tempfile.mkdtemp(prefix="push-kill9-", dir=work_dir)
-    server = start_server(ALLOW_LOOPBACK, data_dir=data_dir)
+    server = start_server(ALLOW_LOOPBACK, QUICK_STOP, data_dir=data_dir)
     client = server.client()
     task_id = unique("crash")
     client.schedule(
@@ -1121,7 +1271,7 @@ def test_kill9_during_delivery_redelivers_after_the_claim(start_server, work_dir
     server.kill()
     mode["hang"] = False
 
-    server = start_server(ALLOW_LOOPBACK, data_dir=data_dir)
+    server = start_server(ALLOW_LOOPBACK, QUICK_STOP, data_dir=data_dir)
     client = server.client()
     task = client.status(task_id)
     assert task.state == State.TASK_STATE_LEASED, State.Name(task.state)
@@ -1137,3 +1287,131 @@ def test_kill9_during_delivery_redelivers_after_the_claim(start_server, work_dir
     # Not before the claim ran out: 3 s + 10 s after the attempt started.
     gap_s = second.monotonic - first.monotonic
     assert gap_s >= 12.5, f"delivered again {gap_s:.1f} s after the first attempt"
+
+
+def test_task_due_while_the_server_was_down_is_delivered_at_start(
+    start_server, work_dir, http_receiver
+):
+    # A push task that became due while the server was stopped is delivered right after start.
+    receiver = http_receiver(ok)
+    data_dir = tempfile.mkdtemp(prefix="push-down-", dir=work_dir)
+    server = start_server(ALLOW_LOOPBACK, QUICK_STOP, data_dir=data_dir)
+    client = server.client()
+    scheduled = client.schedule(
+        queue=unique("down"), delay=duration(2.5), http_target=http_target(receiver.url())
+    )
+    stop_server(server)
+    assert receiver.of(scheduled.task_id) == []
+    time.sleep(max(0.0, (ns(scheduled.due_time) - now_ns()) / 1e9) + 0.2)
+    restarted = time.monotonic()
+    server = start_server(ALLOW_LOOPBACK, QUICK_STOP, data_dir=data_dir)
+    wait_state(server.client(), scheduled.task_id, State.TASK_STATE_SUCCEEDED, timeout_s=10)
+    (received,) = receiver.of(scheduled.task_id)
+    assert received.monotonic - restarted < 5
+
+
+def test_sigterm_during_delivery_releases_the_task(start_server, work_dir, http_receiver):
+    # A clean shutdown during a delivery gives the task back at once, and the attempt does not
+    # count: after a restart it is delivered again promptly as attempt 1, without waiting for
+    # a claim to run out.
+    mode = {"hang": True}
+
+    def respond(received):
+        if mode["hang"]:
+            receiver.hang(60)
+        return 200, {}, b"ok"
+
+    receiver = http_receiver(respond)
+    data_dir = tempfile.mkdtemp(prefix="push-sigterm-", dir=work_dir)
+    server = start_server(ALLOW_LOOPBACK, "--shutdown_grace=3s", data_dir=data_dir)
+    client = server.client()
+    task_id = unique("release")
+    client.schedule(
+        queue=unique("release"),
+        task_id=task_id,
+        payload=b"again",
+        retry_policy=retry_policy(),
+        http_target=http_target(receiver.url()),
+        dispatch_deadline=duration(20),
+    )
+    wait_until(lambda: receiver.of(task_id), 10, what="the first delivery attempt")
+    mode["hang"] = False
+    code, took_s = server.terminate(close_clients_first=True)
+    assert code == 0, f"hourglass exited with {code} after SIGTERM\n" + server.log_tail()
+    assert took_s < 3 + 2, f"shutdown took {took_s:.1f} s with a delivery in progress"
+
+    restarted = time.monotonic()
+    server = start_server(ALLOW_LOOPBACK, QUICK_STOP, data_dir=data_dir)
+    client = server.client()
+    task = wait_state(client, task_id, State.TASK_STATE_SUCCEEDED, timeout_s=10)
+    first, second = receiver.of(task_id)
+    assert second.monotonic - restarted < 5, "the released task waited for its claim"
+    assert second.body == b"again"
+    assert first.header("Hourglass-Attempt") == "1"
+    assert second.header("Hourglass-Attempt") == "1"
+    assert task.attempts == 1
+
+
+# --- 8. what a receiver or a header must never do: crash the server -----------------------
+# SERVER BUG (both tests below fail against the first push build): the server aborts. After a
+# restart the task is LEASED by its old claim and is delivered again when the claim runs out,
+# so the same receiver crashes it again: a crash loop that one push target can cause.
+
+MAX_DELAY_NS = 730 * 24 * 3600 * SECOND_NS  # the default --max_delay
+
+
+@pytest.mark.parametrize("retry_after", ["100000000", "Fri, 31 Dec 9999 23:59:59 GMT"])
+def test_huge_retry_after_does_not_crash_the_server(start_server, http_receiver, retry_after):
+    # SERVER BUG: a Retry-After beyond the timing wheel's horizon (~795 days; here 3.2 years
+    # and the year 9999) makes FinishPush arm a timer the wheel refuses, and the server
+    # abort()s ("fatal: arming a timer failed"). Expected: the server stays up and the retry
+    # is due within --max_delay (a receiver's Retry-After must be clamped).
+    receiver = http_receiver(lambda received: (503, {"Retry-After": retry_after}, b"later"))
+    server = start_server(ALLOW_LOOPBACK, QUICK_STOP)
+    client = server.client()
+    task_id = unique("retry-after")
+    client.schedule(
+        queue=unique("retry-after"),
+        task_id=task_id,
+        delay=duration(0.3),
+        retry_policy=retry_policy(),
+        http_target=http_target(receiver.url()),
+    )
+    wait_until(lambda: receiver.of(task_id), 10, what="the delivery attempt")
+    time.sleep(1.0)
+    assert (
+        server.running()
+    ), f"the server died after a 503 with Retry-After: {retry_after}\n" + server.log_tail(5)
+    task = client.status(task_id)
+    assert task.state == State.TASK_STATE_SCHEDULED, State.Name(task.state)
+    assert task.attempts == 1
+    assert task.last_error.startswith("HTTP 503"), task.last_error
+    assert now_ns() < ns(task.due_time) <= now_ns() + MAX_DELAY_NS
+
+
+@pytest.mark.parametrize("value", ["caf\u00e9", "a\tb"])
+def test_grpc_metadata_value_does_not_crash_the_server(start_server, invoices, value):
+    # SERVER BUG: a task header value that is valid for HTTP but not as gRPC metadata (a byte
+    # >= 0x80, a tab) passes Schedule's validation for a grpc_target; the gRPC library then
+    # fails "validate_metadata: Illegal header value ... API misuse ... assertion failed" and
+    # the server aborts. Expected: INVALID_ARGUMENT naming "headers" at Schedule (gRPC metadata
+    # values are printable ASCII unless the key ends in -bin), or at least no crash.
+    server = start_server(ALLOW_LOOPBACK, QUICK_STOP)
+    client = server.client()
+    try:
+        schedule_invoice(
+            client,
+            invoices,
+            "inv-metadata",
+            delay=duration(0.3),
+            headers={"x-note": value},
+            retry_policy=retry_policy(max_attempts=2),
+        )
+    except grpc.RpcError as error:
+        assert error.code() == StatusCode.INVALID_ARGUMENT, error
+        assert "headers" in error.details(), error.details()
+        return
+    time.sleep(1.5)
+    assert (
+        server.running()
+    ), f"the server died delivering a gRPC task with header value {value!r}\n" + server.log_tail(5)
