@@ -440,9 +440,14 @@ def test_push_panels_show_the_traffic(traffic_done):
         assert set(latency) == {("http",), ("grpc",)}, ref_id
     (target,) = traffic_done.api("/api/v1/targets")["activeTargets"]
     instance = target["labels"]["instance"]
-    assert by(("queue", "instance"), "Push deliveries in flight by queue") == {
-        (queue, instance): n for queue, n in traffic.EXPECTED["push_in_flight"].items()
-    }
+    # The in-flight gauge settles a moment after the tasks' final states: polled.
+    in_flight = {(q, instance): n for q, n in traffic.EXPECTED["push_in_flight"].items()}
+    support.wait_until(
+        lambda: by(("queue", "instance"), "Push deliveries in flight by queue") == in_flight,
+        WAIT_S,
+        interval_s=0.2,
+        what=f"the in-flight panel to show {in_flight}",
+    )
     assert by((), "Refused push attempts (SSRF guard)") == {(): traffic.REFUSED}
     dead = {}
     for (t, outcome), n in push.items():
