@@ -38,6 +38,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PEER_PACKAGES = ["beanstalkd", "redis-server", "libhiredis-dev"]
@@ -127,6 +128,25 @@ def machine():
     }
 
 
+def fdatasync_ms(samples=300):
+    """Median and p99 of one fdatasync after a 200-byte append, in the temporary directory the
+    servers write to: what the disk adds to every durable answer."""
+    directory = tempfile.mkdtemp(prefix="hourglass-compare-fsync-")
+    try:
+        fd = os.open(os.path.join(directory, "probe"), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        times = []
+        for _ in range(samples):
+            os.write(fd, b"x" * 200)
+            start = time.perf_counter()
+            os.fdatasync(fd)
+            times.append((time.perf_counter() - start) * 1e3)
+        os.close(fd)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    times.sort()
+    return round(statistics.median(times), 3), round(times[int(len(times) * 0.99)], 3)
+
+
 # ---- servers ----------------------------------------------------------------------------------
 
 
@@ -151,13 +171,15 @@ class Server:
         self.kind = kind
         self.dir = tempfile.mkdtemp(prefix=f"hourglass-compare-{kind}-")
         self.address = None
+        self.metrics_address = None
         self.process = None
         self._stderr = []
         if kind in ("hourglass", "ceiling"):
             binary = tools["hourglass"] if kind == "hourglass" else tools["grpc_ceiling"]
             self.args = [binary, "--grpc_address=127.0.0.1:0"]
             if kind == "hourglass":
-                self.args += ["--metrics_address=", f"--data_dir={self.dir}/data", "--fsync=always"]
+                self.args += ["--metrics_address=127.0.0.1:0", f"--data_dir={self.dir}/data",
+                              "--fsync=always"]
         elif kind == "redis":
             port = free_port()
             self.address = f"127.0.0.1:{port}"
@@ -174,6 +196,8 @@ class Server:
             raise ValueError(kind)
 
     def start(self):
+        if self.kind in ("hourglass", "ceiling"):
+            self.address = None  # from server_started
         self.process = subprocess.Popen(
             self.args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE, text=True, errors="replace")
@@ -184,7 +208,9 @@ class Server:
                 self._stderr.append(line.rstrip("\n"))
                 if self.address is None and '"server_started"' in line:
                     try:
-                        self.address = json.loads(line)["grpc_address"]
+                        event = json.loads(line)
+                        self.metrics_address = event.get("metrics_address")
+                        self.address = event["grpc_address"]
                         started.set()
                     except (ValueError, KeyError):
                         pass
@@ -212,15 +238,26 @@ class Server:
     def rss(self):
         return rss_bytes(self.process.pid)
 
-    def stop(self):
+    def metric(self, name):
+        """The sum of a metric's samples on the server's /metrics (hourglass only)."""
+        with urllib.request.urlopen(f"http://{self.metrics_address}/metrics", timeout=10) as r:
+            text = r.read().decode()
+        values = [float(m.group(1)) for m in
+                  re.finditer(rf"^{re.escape(name)}(?:{{[^}}]*}})? (\S+)$", text, re.M)]
+        if not values:
+            raise RuntimeError(f"no {name} on {self.metrics_address}")
+        return sum(values)
+
+    def stop(self, keep_dir=False):
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:
-                self.process.wait(15)
+                self.process.wait(60)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if not keep_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 # ---- running the load tools -------------------------------------------------------------------
@@ -328,7 +365,19 @@ def workloads(opts, tools):
             run_tool(peer + [f"--server={server}", f"--address={srv.address}", "--mode=fill",
                              f"--jobs={opts.memory_jobs}"], opts.memory_jobs / 5000 + 120)
             time.sleep(1.0)
-            return {f"memory/{server}": (srv.rss() - before) / opts.memory_jobs}
+            out = {f"memory/{server}": (srv.rss() - before) / opts.memory_jobs}
+            if server == "hourglass":
+                # With every task an hour away: the tick thread's wake-ups over 3 s, then a
+                # restart that replays the log (time from exec to the port answering).
+                wakeups = srv.metric("hourglass_ticker_wakeups_total")
+                time.sleep(3.0)
+                wakeups = srv.metric("hourglass_ticker_wakeups_total") - wakeups
+                out["idle_wakeups/hourglass"] = wakeups / 3.0
+                srv.stop(keep_dir=True)
+                start = time.monotonic()
+                srv.start()
+                out["restart/hourglass"] = time.monotonic() - start
+            return out
         return f
 
     return [
@@ -372,6 +421,9 @@ ROWS = [
     ("lateness_p999", "lateness p99.9", "ms", False),
     ("lateness_max", "lateness max", "ms", False),
     ("memory", "resident memory per pending job, 100-byte payload, {jobs} jobs", "bytes", False),
+    ("idle_wakeups", "tick-thread wake-ups per second with {jobs} tasks pending, none due", "1/s",
+     False),
+    ("restart", "restart with {jobs} tasks pending (exec to port open, log replayed)", "s", False),
 ]
 
 # The hourglass figure of the insert row with Redis on 4 connections is the 1-connection one.
@@ -389,6 +441,8 @@ def fmt_value(v, unit):
         return f"{v:.2f}" if v < 100 else f"{v:.0f}"
     if unit == "bytes":
         return f"{v:.0f}"
+    if unit in ("s", "1/s"):
+        return f"{v:.2f}"
     if v >= 10000:
         return f"{v / 1000:.0f}k"
     if v >= 1000:
@@ -445,6 +499,12 @@ def targets(samples):
     v = med("memory", "hourglass")
     out.append(("<= 200 bytes per pending task", "-" if v is None else f"{v:.0f} B",
                 None if v is None else v <= 200))
+    v = med("idle_wakeups", "hourglass")
+    out.append(("no wake-ups while nothing is due", "-" if v is None else f"{v:.2f}/s",
+                None if v is None else v == 0))
+    v = med("restart", "hourglass")
+    out.append(("restart with the pending tasks <= 3 s", "-" if v is None else f"{v:.2f} s",
+                None if v is None else v <= 3))
     return out
 
 
@@ -454,6 +514,10 @@ def render(samples, info, opts):
                  f"load average {' '.join(info['loadavg'])} at the start, "
                  f"{' '.join(info.get('loadavg_end', ['?']))} at the end; {info['date']}. "
                  f"Client and servers share these cores.")
+    if "fdatasync_ms" in info:
+        p50, p99 = info["fdatasync_ms"]
+        lines.append(f"One fdatasync of a 200-byte append in the servers' temporary directory: "
+                     f"p50 {p50} ms, p99 {p99} ms.")
     lines.append(f"Runs: {opts.runs} per figure, {opts.seconds:g} s each; median [min-max]; "
                  "ratios are hourglass / peer (of the medians); for lateness and memory, lower is better.")
     lines.append("")
@@ -524,6 +588,7 @@ def main(argv=None):
     peers = {"redis": shlex.split(opts.redis_server), "beanstalkd": shlex.split(opts.beanstalkd)}
 
     info = machine()
+    info["fdatasync_ms"] = fdatasync_ms()
     log(f"{info['nproc']} cores, {info['cpu']}, load average {' '.join(info['loadavg'])}")
     samples = {}
     plan = [w for w in workloads(opts, tools) if w[0] in groups and w[1] in only]

@@ -92,7 +92,8 @@ def test_quick_run_end_to_end_with_fake_peers():
     samples = data["samples"]
     expected = {"insert_pipelined/hourglass", "insert_pipelined/ceiling", "insert_pipelined/beanstalkd",
                 "insert_pipelined_4/beanstalkd", "cycle/hourglass", "cycle/beanstalkd",
-                "memory/hourglass", "memory/beanstalkd"}
+                "memory/hourglass", "memory/beanstalkd", "idle_wakeups/hourglass",
+                "restart/hourglass"}
     for server in ("hourglass", "ceiling"):
         expected |= {f"roundtrip_{n}/{server}" for n in (1, 8, 64)}
     for server in ("hourglass", "beanstalkd"):
@@ -103,9 +104,13 @@ def test_quick_run_end_to_end_with_fake_peers():
     assert expected <= set(samples), sorted(expected - set(samples))
     for name, values in samples.items():
         assert len(values) == 1, name
-        if not name.startswith(("memory/", "lateness_")):
+        if not name.startswith(("memory/", "lateness_", "idle_wakeups/")):
             assert values[0] > 0, name
     assert data["runs"] == 1 and data["machine"]["nproc"] == os.cpu_count()
+    p50, p99 = data["machine"]["fdatasync_ms"]
+    assert 0 < p50 <= p99 and f"fdatasync of a 200-byte append" in run.stdout
     assert re.search(r"^\| one round trip per job, 64 in flight .*\| - \| - \|", run.stdout, re.M)
     assert "| target of issue 6 | measured | |" in run.stdout
+    assert re.search(r"^\| restart with the pending tasks <= 3 s \| \d+\.\d\d s \| (met|missed) \|$",
+                     run.stdout, re.M), run.stdout
     assert "warning" not in run.stderr, run.stderr
