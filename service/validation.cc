@@ -113,6 +113,10 @@ bool IsMetadataKey(absl::string_view key) {
   });
 }
 
+bool IsPrintableAscii(absl::string_view value) {
+  return std::all_of(value.begin(), value.end(), [](char c) { return c >= 0x20 && c <= 0x7e; });
+}
+
 bool HasControlCharacters(absl::string_view value) {
   return std::any_of(value.begin(), value.end(), [](char c) {
     return (static_cast<unsigned char>(c) < 0x20 && c != '\t') || c == 0x7f;
@@ -147,9 +151,15 @@ absl::Status ValidatePushHeaders(const google::protobuf::Map<std::string, std::s
                                   "\" is reserved: the server sets it (Host, Content-Length, "
                                   "Transfer-Encoding, Connection, hourglass-*, grpc-* ...)"));
     }
-    if (HasControlCharacters(value) && !absl::EndsWith(key, "-bin")) {
+    if (absl::EndsWith(key, "-bin")) continue;  // binary metadata: any bytes
+    if (HasControlCharacters(value)) {
       return Invalid(absl::StrCat(field, "[\"", key,
                                   "\"] must not contain control characters (CR, LF, NUL ...)"));
+    }
+    if (kind == PushTarget::Kind::kGrpc && !IsPrintableAscii(value)) {
+      return Invalid(absl::StrCat(field, "[\"", key,
+                                  "\"] must be printable ASCII to be gRPC metadata; name the key "
+                                  "\"...-bin\" to send arbitrary bytes"));
     }
   }
   return absl::OkStatus();

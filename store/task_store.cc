@@ -579,7 +579,11 @@ absl::StatusOr<TaskInfo> TaskStore::FinishPush(absl::string_view task_id,
       FinishLocked(r, TaskState::kSucceeded, now);
       break;
     case PushOutcome::Kind::kRetry:
-      FailAttemptLocked(r, now, std::max(r->retry_policy.Backoff(r->attempts), outcome.retry_after),
+      // A receiver's Retry-After is honoured up to kMaxRetryAfter: it comes from the network and
+      // must not push a timer past the wheel's horizon.
+      FailAttemptLocked(r, now,
+                        std::max(r->retry_policy.Backoff(r->attempts),
+                                 std::min(outcome.retry_after, kMaxRetryAfter)),
                         outcome.error);
       break;
     case PushOutcome::Kind::kDead:

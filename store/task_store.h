@@ -271,6 +271,8 @@ class TaskStore {
       ABSL_LOCKS_EXCLUDED(mu_);
   // A claimed push task's lease lasts its dispatch deadline plus this.
   static constexpr absl::Duration kPushLeaseSlack = absl::Seconds(10);
+  // The longest Retry-After of a receiver that FinishPush honours.
+  static constexpr absl::Duration kMaxRetryAfter = absl::Hours(24);
 
   // DEAD -> SCHEDULED, due now, with attempts back at 0 (a fresh set of max_attempts).
   // NOT_FOUND; FAILED_PRECONDITION when the task is not DEAD.

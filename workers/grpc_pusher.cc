@@ -75,6 +75,22 @@ PushResult::Outcome Classify(grpc::StatusCode code) {
   }
 }
 
+// A key of lowercase letters, digits, '-', '_', '.'; a value of printable ASCII unless the key
+// ends in "-bin".
+bool ValidMetadata(absl::string_view key, absl::string_view value) {
+  if (key.empty()) return false;
+  for (char c : key) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.')) {
+      return false;
+    }
+  }
+  if (key.size() > 4 && key.substr(key.size() - 4) == "-bin") return true;
+  for (char c : value) {
+    if (c < 0x20 || c > 0x7e) return false;
+  }
+  return true;
+}
+
 std::string TimeText(absl::Time t) {
   return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", t, absl::UTCTimeZone());
 }
@@ -222,7 +238,14 @@ PushResult GrpcPusher::Push(const PushRequest& request) {
 
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(start + request.deadline));
-  for (const auto& [key, value] : request.headers) context.AddMetadata(key, value);
+  for (const auto& [key, value] : request.headers) {
+    // gRPC aborts the process on invalid metadata: check again what validation checked.
+    if (!ValidMetadata(key, value)) {
+      return finish(PushResult::Outcome::kPermanent,
+                    absl::StrCat("header \"", key, "\" is not valid gRPC metadata"));
+    }
+    context.AddMetadata(key, value);
+  }
   context.AddMetadata("hourglass-task-id", request.task_id);
   context.AddMetadata("hourglass-queue", request.queue);
   context.AddMetadata("hourglass-attempt", absl::StrCat(request.attempt));

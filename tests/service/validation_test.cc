@@ -701,6 +701,14 @@ TEST(ValidatePushTargetTest, MalformedTargetsNameTheField) {
         << address;
   }
   grpc.mutable_grpc_target()->set_address("billing:443");
+  // gRPC metadata values are printable ASCII (gRPC ends the process on others), except -bin keys.
+  (*grpc.mutable_headers())["trace"] = "caf\xc3\xa9";
+  EXPECT_THAT(InvalidMessage(ValidateSchedule(grpc, Limits{}, kNow)),
+              HasSubstr("headers[\"trace\"] must be printable ASCII to be gRPC metadata"));
+  grpc.mutable_headers()->clear();
+  (*grpc.mutable_headers())["trace-bin"] = std::string("\x00\xff", 2);
+  EXPECT_TRUE(ValidateSchedule(grpc, Limits{}, kNow).ok());
+  grpc.mutable_headers()->clear();
   (*grpc.mutable_headers())["Upper"] = "x";
   EXPECT_THAT(InvalidMessage(ValidateSchedule(grpc, Limits{}, kNow)),
               HasSubstr("is not a valid gRPC metadata key"));

@@ -1778,5 +1778,19 @@ TEST_F(PushTaskStoreTest, ListPagesThroughEveryMatchOnce) {
   EXPECT_EQ(store_.List("none", std::nullopt, 10, 0).next_cursor, 0u);
 }
 
+// A receiver's Retry-After far beyond the wheel's horizon is honoured only up to kMaxRetryAfter
+// (it used to arm a timer past the horizon, which ends the process).
+TEST_F(PushTaskStoreTest, HugeRetryAfterIsCappedAtADay) {
+  SchedulePushReady("q", "later");
+  PushTask claim = MustClaim("q");
+  absl::StatusOr<TaskInfo> retried = store_.FinishPush("later", claim.lease_token,
+                                                       {.kind = PushOutcome::Kind::kRetry,
+                                                        .error = "HTTP 503",
+                                                        .retry_after = absl::Hours(24 * 365 * 5)});
+  ASSERT_TRUE(retried.ok()) << retried.status();
+  EXPECT_EQ(retried->state, TaskState::kScheduled);
+  EXPECT_EQ(retried->due_time, clock_.Now() + TaskStore::kMaxRetryAfter);
+}
+
 }  // namespace
 }  // namespace hourglass
