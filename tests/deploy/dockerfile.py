@@ -191,3 +191,27 @@ def runtime_packages(stage):
             after_install = words[words.index("install") + 1 :]
             packages += [w for w in after_install if not w.startswith("-")]
     return packages
+
+
+def built_binaries():
+    """{path in the build stage: the binary this build made} for the runtime stage's
+    `COPY --from=build` sources: HOURGLASS_BINARY (the server) and HOURGLASS_CTL_BINARY
+    (hourglassctl), as CTest sets them."""
+    build_dir = os.path.join(REPO_ROOT, "build")
+    return {
+        "/hourglass": os.environ.get("HOURGLASS_BINARY")
+        or os.path.join(build_dir, "service", "hourglass"),
+        "/hourglassctl": os.environ.get("HOURGLASS_CTL_BINARY")
+        or os.path.join(build_dir, "tools", "hourglassctl", "hourglassctl"),
+    }
+
+
+def copied_from_build(stage):
+    """[(source, destination)] of the `COPY --from=build` instructions of `stage`."""
+    copies = []
+    for instruction in stage.all("COPY"):
+        words = instruction.arguments.split()
+        if words and words[0] == "--from=build":
+            assert len(words) == 3, f"one source per COPY --from=build, please: {instruction}"
+            copies.append((words[1], words[2]))
+    return copies

@@ -14,9 +14,13 @@ import subprocess
 
 import dockerfile as df
 
-BINARY = os.environ.get("HOURGLASS_BINARY") or os.path.join(
-    df.REPO_ROOT, "build", "service", "hourglass"
-)
+BINARY = df.built_binaries()["/hourglass"]
+
+# Runtime packages that hold no library the binaries load, each with the reason for it.
+NON_LIBRARY_PACKAGES = {
+    # The system CAs: push delivery verifies https:// and TLS gRPC endpoints against them.
+    "ca-certificates",
+}
 
 
 def loaded_libraries(binary):
@@ -71,19 +75,23 @@ def owning_packages(paths):
 
 
 def test_runtime_stage_installs_exactly_the_packages_of_the_linked_libraries():
-    assert os.path.exists(BINARY), f"build the server first: {BINARY}"
-    libraries = loaded_libraries(BINARY)
-    owners = owning_packages(libraries.values())
+    # Every binary the runtime stage copies from the build stage (the server, hourglassctl).
+    binaries = df.built_binaries()
     needed = {}
-    for soname, path in libraries.items():
-        needed.setdefault(owners[path], []).append(soname)
+    for source, _ in df.copied_from_build(df.Dockerfile().stage("runtime")):
+        assert source in binaries, f"the test does not know which built file {source} is"
+        binary = binaries[source]
+        assert os.path.exists(binary), f"build it first: {binary}"
+        libraries = loaded_libraries(binary)
+        owners = owning_packages(libraries.values())
+        for soname, path in libraries.items():
+            needed.setdefault(owners[path], set()).add(soname)
     listed = set(df.runtime_packages(df.Dockerfile().stage("runtime")))
     missing = {package: libs for package, libs in needed.items() if package not in listed}
     assert not missing, f"the runtime stage lacks the packages of these libraries: {missing}"
-    # ca-certificates holds no library: push delivery needs the system CAs to verify https and TLS
-    # gRPC endpoints.
-    extra = listed - set(needed) - {"ca-certificates"}
-    assert not extra, f"the runtime stage installs packages the binary does not load: {extra}"
+    extra = listed - set(needed) - NON_LIBRARY_PACKAGES
+    assert not extra, f"the runtime stage installs packages the binaries do not load: {extra}"
+    assert NON_LIBRARY_PACKAGES <= listed, NON_LIBRARY_PACKAGES - listed
     assert not [p for p in needed if p.endswith("-dev")], needed
 
 

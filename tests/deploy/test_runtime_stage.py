@@ -5,7 +5,7 @@ No Docker engine runs here, so this does what `docker build` would do for the ru
 without one: mmdebstrap makes a minbase bookworm root filesystem (what debian:bookworm-slim is
 built from) from Debian's archive; every RUN of the runtime stage runs in it verbatim
 (chroot, /bin/sh -c, as root, as Docker runs them); the built binary is copied in, stripped as
-the build stage strips it; and the image's ENTRYPOINT then runs as the pod runs it: as the
+the build stage strips it (hourglassctl too, which must run there); and the image's ENTRYPOINT then runs as the pod runs it: as the
 image's USER with no capabilities and no_new_privs, the root read-only, a tmpfs on the VOLUME,
 the ConfigMap's flag file at its mount point. The server must start, serve /metrics and exit 0
 on SIGTERM. This proves that the runtime packages install and suffice without any -dev
@@ -25,7 +25,7 @@ import urllib.request
 import pytest
 
 import dockerfile as df
-from test_kubernetes_flags import BINARY, FLAGFILE, STARTUP_TIMEOUT_S, Server
+from test_kubernetes_flags import FLAGFILE, STARTUP_TIMEOUT_S, Server
 
 FLAGFILE_IN_POD = "/etc/hourglass/hourglass.flags"
 
@@ -73,19 +73,29 @@ def test_runtime_stage_builds_and_runs_the_server(rootfs):
         result = in_chroot(rootfs, run.arguments)
         assert result.returncode == 0, f"{run}\n{result.stdout}{result.stderr}"
 
-    # COPY --from=build: the binary as the build stage leaves it (debug info stripped).
+    # COPY --from=build: the binaries as the build stage leaves them (debug info stripped).
     entrypoint = runtime.last("ENTRYPOINT").json_array()
     build_run = next(r.arguments for r in dockerfile.stage("build").all("RUN") if "strip" in r.arguments)
-    assert "strip --strip-debug" in build_run
-    target = os.path.join(rootfs, entrypoint[0].lstrip("/"))
-    subprocess.run(["strip", "--strip-debug", "-o", target, BINARY], check=True)
+    binaries = df.built_binaries()
+    copies = df.copied_from_build(runtime)
+    assert entrypoint[0] in [destination for _, destination in copies]
+    for source, destination in copies:
+        assert f"strip --strip-debug -o {source} " in build_run, source
+        target = os.path.join(rootfs, destination.lstrip("/"))
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        subprocess.run(["strip", "--strip-debug", "-o", target, binaries[source]], check=True)
+        # Every library resolves in the image, from its runtime packages alone.
+        ldd = in_chroot(rootfs, f"ldd {destination}")
+        assert ldd.returncode == 0 and "not found" not in ldd.stdout, ldd.stdout + ldd.stderr
+        # And the binary runs there.
+        help_run = in_chroot(rootfs, f"{destination} --help")
+        assert help_run.returncode == 0 and "--" in help_run.stdout, help_run.stdout + help_run.stderr
+    assert in_chroot(rootfs, "dpkg -l | grep -- '-dev '").stdout == "", "a -dev package got in"
     os.makedirs(os.path.join(rootfs, os.path.dirname(FLAGFILE_IN_POD).lstrip("/")), exist_ok=True)
     shutil.copy2(FLAGFILE, os.path.join(rootfs, FLAGFILE_IN_POD.lstrip("/")))
 
-    # Every library resolves in the image, from its runtime packages alone.
-    ldd = in_chroot(rootfs, f"ldd {entrypoint[0]}")
-    assert ldd.returncode == 0 and "not found" not in ldd.stdout, ldd.stdout + ldd.stderr
-    assert in_chroot(rootfs, "dpkg -l | grep -- '-dev '").stdout == "", "a -dev package got in"
+    # The CA bundle for https:// and TLS gRPC push targets (libcurl's and OpenSSL's default).
+    assert os.path.getsize(os.path.join(rootfs, "etc/ssl/certs/ca-certificates.crt")) > 0
 
     # The USER exists, and owns the VOLUME.
     uid, _, gid = runtime.last("USER").arguments.partition(":")
