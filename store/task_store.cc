@@ -175,6 +175,7 @@ TaskStore::Queue* TaskStore::QueueLocked(absl::string_view name) {
 void TaskStore::SetStateLocked(Record* r, TaskState state) {
   --r->queue->counts[static_cast<int>(r->state)];
   ++r->queue->counts[static_cast<int>(state)];
+  pending_ += static_cast<int>(IsFinal(r->state)) - static_cast<int>(IsFinal(state));
   r->state = state;
 }
 
@@ -273,6 +274,7 @@ TaskStore::Record* TaskStore::NewRecordLocked(absl::string_view queue, std::stri
   r->task_id = std::move(task_id);
   r->state = TaskState::kScheduled;
   ++r->queue->counts[static_cast<int>(TaskState::kScheduled)];
+  ++pending_;
   by_id_.emplace(r->task_id, r);
   return r;
 }
@@ -357,7 +359,17 @@ absl::StatusOr<ScheduleResult> TaskStore::Schedule(NewTask task, uint64_t* lsn) 
       if (lsn != nullptr && existing->put_lsn > 0) *lsn = existing->put_lsn;
       return ScheduleResult{existing->task_id, existing->first_due_time, /*created=*/false};
     }
-  } else {
+  }
+  // Checked after the idempotency lookup: a repeat of an accepted task is answered even when full.
+  if (options_.max_pending > 0 && pending_ >= options_.max_pending) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the server is full: it holds ", pending_,
+        " unfinished (scheduled, ready or leased) tasks, ",
+        "its limit (--max_pending=", options_.max_pending,
+        "); retry later, once consumers have finished tasks, or ask the operator to add "
+        "consumers or raise --max_pending"));
+  }
+  if (task.task_id.empty()) {
     do {
       task.task_id = NewTaskIdLocked(now);
     } while (FindLocked(task.task_id) != nullptr);
@@ -536,6 +548,7 @@ void TaskStore::EraseLocked(Record* r) {
   DisarmLocked(r);
   UnlinkReadyLocked(r);
   --r->queue->counts[static_cast<int>(r->state)];
+  if (!IsFinal(r->state)) --pending_;
   by_id_.erase(r->task_id);
   const uint32_t slot = r->slot;
   slots_[slot].reset();
@@ -803,6 +816,11 @@ std::vector<QueueCounts> TaskStore::Counts() const {
 size_t TaskStore::size() const {
   absl::MutexLock lock(&mu_);
   return by_id_.size();
+}
+
+int64_t TaskStore::pending() const {
+  absl::MutexLock lock(&mu_);
+  return pending_;
 }
 
 }  // namespace hourglass

@@ -210,6 +210,10 @@ class TaskStore {
   struct Options {
     // How long finished tasks (SUCCEEDED, CANCELLED, DEAD) are kept for GetStatus and idempotency.
     absl::Duration retention = absl::Hours(24);
+    // Most unfinished tasks (SCHEDULED, READY or LEASED, across all queues) the store holds;
+    // Schedule refuses new tasks beyond it. 0: no limit. Recovery and Retry are not limited:
+    // what was acknowledged is never dropped, and an operator's retry is deliberate.
+    int64_t max_pending = 0;
   };
 
   // `clock`, `timers` and `log` (which may be null: no log) must outlive the store. Timers' fired
@@ -225,7 +229,8 @@ class TaskStore {
 
   // Adds a SCHEDULED task (due at once when due_time has passed). With a task_id already in use:
   // the same queue and payload return the original result (created = false); anything else is
-  // ALREADY_EXISTS.
+  // ALREADY_EXISTS. A new task beyond Options::max_pending is RESOURCE_EXHAUSTED (the only
+  // RESOURCE_EXHAUSTED it returns); an idempotent repeat is answered as usual even then.
   absl::StatusOr<ScheduleResult> Schedule(NewTask task, uint64_t* lsn = nullptr)
       ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -305,6 +310,9 @@ class TaskStore {
 
   std::vector<QueueCounts> Counts() const ABSL_LOCKS_EXCLUDED(mu_);
   size_t size() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Unfinished tasks (SCHEDULED, READY, LEASED) across all queues, exactly; O(1).
+  int64_t pending() const ABSL_LOCKS_EXCLUDED(mu_);
+  int64_t max_pending() const { return options_.max_pending; }
 
  private:
   struct Queue;
@@ -361,6 +369,8 @@ class TaskStore {
   absl::flat_hash_map<absl::string_view, Record*> by_id_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, std::unique_ptr<Queue>> queues_ ABSL_GUARDED_BY(mu_);
   uint32_t next_timer_generation_ ABSL_GUARDED_BY(mu_) = 1;
+  // Records in a non-final state: kept by NewRecordLocked, SetStateLocked and EraseLocked.
+  int64_t pending_ ABSL_GUARDED_BY(mu_) = 0;
   absl::BitGen bitgen_ ABSL_GUARDED_BY(mu_);
 };
 

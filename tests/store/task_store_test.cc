@@ -1792,5 +1792,243 @@ TEST_F(PushTaskStoreTest, HugeRetryAfterIsCappedAtADay) {
   EXPECT_EQ(retried->due_time, clock_.Now() + TaskStore::kMaxRetryAfter);
 }
 
+// --- Options::max_pending (--max_pending): the bound on unfinished tasks ----------------------
+
+// A TaskStore that holds at most kLimit unfinished tasks, and a log that keeps its records (to
+// replay them into another store).
+class MaxPendingTest : public ::testing::Test {
+ protected:
+  static constexpr int64_t kLimit = 3;
+
+  class KeepingLog final : public TaskLog {
+   public:
+    uint64_t Append(const store::v1::LogRecord& record) override {
+      records.push_back(record);
+      return records.size();
+    }
+    std::vector<store::v1::LogRecord> records;
+  };
+
+  NewTask Task(std::string task_id, std::string payload = "payload",
+               absl::Duration delay = absl::ZeroDuration(), RetryPolicy retry_policy = {}) {
+    NewTask task;
+    task.queue = "q";
+    task.task_id = std::move(task_id);
+    task.payload = std::move(payload);
+    task.due_time = clock_.Now() + delay;
+    task.retry_policy = retry_policy;
+    return task;
+  }
+
+  // Schedules `task_id` (due now) and expects it accepted as a new task.
+  void MustSchedule(const std::string& task_id, RetryPolicy retry_policy = {}) {
+    absl::StatusOr<ScheduleResult> result =
+        store_.Schedule(Task(task_id, "payload", absl::ZeroDuration(), retry_policy));
+    ASSERT_TRUE(result.ok()) << task_id << ": " << result.status();
+    EXPECT_TRUE(result->created) << task_id;
+  }
+
+  // Expects Schedule of a new `task_id` to be refused because the store is full.
+  void ExpectFull(const std::string& task_id) {
+    absl::StatusOr<ScheduleResult> result = store_.Schedule(Task(task_id));
+    ASSERT_FALSE(result.ok()) << task_id << " was accepted beyond max_pending";
+    EXPECT_EQ(result.status().code(), absl::StatusCode::kResourceExhausted) << result.status();
+    EXPECT_EQ(store_.Get(task_id).status().code(), absl::StatusCode::kNotFound) << task_id;
+  }
+
+  // Delivers every timer due now, as the tick thread does.
+  void FireNow() {
+    for (;;) {
+      std::vector<uint64_t> cookies = timers_.FireDue(clock_.Now());
+      if (cookies.empty()) return;
+      for (uint64_t cookie : cookies) store_.OnTimer(cookie);
+    }
+  }
+
+  FakeClock clock_{kStart};
+  FakeTimers timers_;
+  KeepingLog log_;
+  TaskStore store_{clock_, timers_, {.retention = kRetention, .max_pending = kLimit}, &log_};
+};
+
+// Exactly max_pending tasks are accepted; the next new one is RESOURCE_EXHAUSTED with a message
+// that says what is full, the limit and what to do, and leaves no trace.
+TEST_F(MaxPendingTest, AcceptsExactlyTheLimit) {
+  EXPECT_EQ(store_.max_pending(), kLimit);
+  for (int i = 1; i <= kLimit; ++i) {
+    EXPECT_EQ(store_.pending(), i - 1);
+    MustSchedule(absl::StrCat("t", i));
+  }
+  EXPECT_EQ(store_.pending(), kLimit);
+  const size_t records = log_.records.size();
+
+  absl::StatusOr<ScheduleResult> refused = store_.Schedule(Task("t4"));
+  ASSERT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted) << refused.status();
+  EXPECT_EQ(refused.status().message(),
+            "the server is full: it holds 3 unfinished (scheduled, ready or leased) tasks, its "
+            "limit (--max_pending=3); retry later, once consumers have finished tasks, or ask "
+            "the operator to add consumers or raise --max_pending");
+  // A server-made id is refused the same way.
+  EXPECT_EQ(store_.Schedule(Task("")).status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(store_.Get("t4").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_.pending(), kLimit);
+  EXPECT_EQ(store_.size(), static_cast<size_t>(kLimit));
+  EXPECT_EQ(log_.records.size(), records) << "a refused Schedule must not be logged";
+}
+
+// READY and LEASED tasks count as pending; every way of finishing a task (Ack, Cancel, Nack on
+// the last attempt, a lease running out on the last attempt) frees exactly one place, while a
+// retry (Nack with attempts left) does not. Forgetting a finished task changes nothing.
+TEST_F(MaxPendingTest, FinishedTasksFreeRoom) {
+  const RetryPolicy once{
+      .max_attempts = 1, .min_backoff = absl::Seconds(1), .max_backoff = absl::Seconds(1)};
+  const RetryPolicy twice{
+      .max_attempts = 2, .min_backoff = absl::Seconds(1), .max_backoff = absl::Seconds(1)};
+  MustSchedule("acked");
+  MustSchedule("retried", twice);
+  MustSchedule("cancelled");
+  FireNow();  // all READY
+  ExpectFull("new-1");
+
+  // LEASED still counts; SUCCEEDED does not.
+  std::vector<LeasedTask> leased = store_.Lease("q", 2, absl::Seconds(30));
+  ASSERT_EQ(leased.size(), 2u);
+  ASSERT_EQ(leased[0].task_id, "acked");
+  ASSERT_EQ(leased[1].task_id, "retried");
+  ExpectFull("new-1");
+  ASSERT_TRUE(store_.Ack("acked", leased[0].lease_token).ok());
+  EXPECT_EQ(store_.pending(), 2);
+  MustSchedule("new-1", once);
+  ExpectFull("new-2");
+
+  // A Nack with attempts left goes back to SCHEDULED: still pending.
+  ASSERT_TRUE(store_.Nack("retried", leased[1].lease_token, absl::Seconds(1), "again").ok());
+  ExpectFull("new-2");
+
+  // CANCELLED frees a place.
+  ASSERT_TRUE(store_.Cancel("cancelled").ok());
+  EXPECT_EQ(store_.pending(), 2);
+  MustSchedule("new-2", once);
+  ExpectFull("new-3");
+
+  // A lease that runs out on the last attempt makes the task DEAD: a place is free.
+  FireNow();
+  std::vector<LeasedTask> last = store_.Lease("q", 1, absl::Seconds(5));
+  ASSERT_EQ(last.size(), 1u);
+  ASSERT_EQ(last[0].task_id, "new-1");
+  clock_.Advance(absl::Seconds(5));
+  FireNow();
+  ASSERT_EQ(store_.Get("new-1")->state, TaskState::kDead);
+  EXPECT_EQ(store_.pending(), 2);
+  MustSchedule("new-3");
+  ExpectFull("new-4");
+
+  // A Nack on the last attempt: DEAD, a place is free.
+  std::vector<LeasedTask> final_attempt = store_.Lease("q", 3, absl::Seconds(30));
+  auto it = std::find_if(final_attempt.begin(), final_attempt.end(),
+                         [](const LeasedTask& t) { return t.task_id == "retried"; });
+  ASSERT_NE(it, final_attempt.end());
+  ASSERT_EQ(it->attempt, 2);
+  ASSERT_EQ(store_.Nack("retried", it->lease_token, std::nullopt, "no")->state, TaskState::kDead);
+  EXPECT_EQ(store_.pending(), 2);
+  ASSERT_EQ(final_attempt.size(), 2u);
+  ASSERT_EQ(final_attempt[0].task_id, "new-2");
+  ASSERT_TRUE(store_.Ack("new-2", final_attempt[0].lease_token).ok());
+  EXPECT_EQ(store_.pending(), 1);  // new-3
+
+  // Retention ending for finished tasks does not change the count.
+  clock_.Advance(kRetention + absl::Seconds(1));
+  FireNow();
+  EXPECT_EQ(store_.Get("acked").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_.Get("retried").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_.pending(), 1);
+  MustSchedule("new-4");
+  MustSchedule("new-5");
+  ExpectFull("new-6");
+}
+
+// An idempotent repeat of an accepted task is answered OK even while the store is full, also for
+// a finished task still retained; a different payload under a used id stays ALREADY_EXISTS.
+TEST_F(MaxPendingTest, RepeatsAreAnsweredWhenFull) {
+  MustSchedule("a");
+  MustSchedule("b");
+  MustSchedule("c");
+  absl::StatusOr<ScheduleResult> repeat = store_.Schedule(Task("b"));
+  ASSERT_TRUE(repeat.ok()) << repeat.status();
+  EXPECT_FALSE(repeat->created);
+  EXPECT_EQ(repeat->task_id, "b");
+  EXPECT_EQ(store_.Schedule(Task("b", "other payload")).status().code(),
+            absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(store_.pending(), kLimit);
+
+  ASSERT_TRUE(store_.Cancel("a").ok());
+  MustSchedule("d");
+  // "a" is CANCELLED and retained: its repeat is answered, not refused and not re-created.
+  absl::StatusOr<ScheduleResult> finished_repeat = store_.Schedule(Task("a"));
+  ASSERT_TRUE(finished_repeat.ok()) << finished_repeat.status();
+  EXPECT_FALSE(finished_repeat->created);
+  EXPECT_EQ(store_.Get("a")->state, TaskState::kCancelled);
+  EXPECT_EQ(store_.pending(), kLimit);
+}
+
+// Recovery replays every acknowledged task even beyond the limit (nothing acknowledged is
+// dropped), and rebuilds the exact count: new tasks are refused until enough have finished.
+// Retry of a DEAD task is an operator's decision and is not limited either.
+TEST_F(MaxPendingTest, RecoveryAndRetryAreNotLimitedAndCountExactly) {
+  FakeClock clock{kStart};
+  FakeTimers timers;
+  KeepingLog log;
+  TaskStore unlimited(clock, timers, {.retention = kRetention}, &log);
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(unlimited.Schedule(Task(absl::StrCat("u", i))).ok());
+  }
+  ASSERT_TRUE(unlimited.Cancel("u0").ok());
+  EXPECT_EQ(unlimited.pending(), 4);
+  EXPECT_EQ(unlimited.max_pending(), 0);
+
+  for (const store::v1::LogRecord& record : log.records) ASSERT_TRUE(store_.Replay(record).ok());
+  store_.FinishRecovery();
+  EXPECT_EQ(store_.pending(), 4);
+  EXPECT_EQ(store_.size(), 5u);
+  ExpectFull("n1");
+  ASSERT_TRUE(store_.Cancel("u1").ok());
+  ExpectFull("n1");
+  ASSERT_TRUE(store_.Cancel("u2").ok());
+  MustSchedule("n1");
+  ExpectFull("n2");
+
+  // A DEAD task retried while full: accepted, and counted.
+  const RetryPolicy once{
+      .max_attempts = 1, .min_backoff = absl::Seconds(1), .max_backoff = absl::Seconds(1)};
+  ASSERT_TRUE(store_.Cancel("n1").ok());
+  MustSchedule("dies", once);
+  FireNow();
+  std::vector<LeasedTask> leased = store_.Lease("q", 3, absl::Seconds(30));
+  auto it = std::find_if(leased.begin(), leased.end(),
+                         [](const LeasedTask& t) { return t.task_id == "dies"; });
+  ASSERT_NE(it, leased.end());
+  ASSERT_EQ(store_.Nack("dies", it->lease_token, std::nullopt, "no")->state, TaskState::kDead);
+  MustSchedule("n2");
+  EXPECT_EQ(store_.pending(), kLimit);
+  ASSERT_TRUE(store_.Retry("dies").ok());
+  EXPECT_EQ(store_.pending(), kLimit + 1);
+  ExpectFull("n3");
+}
+
+// 0 means no limit.
+TEST(MaxPendingUnlimitedTest, ZeroIsUnlimited) {
+  FakeClock clock{kStart};
+  FakeTimers timers;
+  TaskStore store(clock, timers, {.retention = kRetention, .max_pending = 0});
+  for (int i = 0; i < 2000; ++i) {
+    NewTask task;
+    task.queue = "q";
+    task.payload = "p";
+    task.due_time = clock.Now() + absl::Hours(1);
+    ASSERT_TRUE(store.Schedule(std::move(task)).ok()) << i;
+  }
+  EXPECT_EQ(store.pending(), 2000);
+}
+
 }  // namespace
 }  // namespace hourglass
