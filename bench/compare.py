@@ -605,14 +605,22 @@ def main(argv=None):
     samples = {}
     plan = [w for w in workloads(opts, tools) if w[0] in groups and w[1] in only]
     started = time.monotonic()
+    failures = []
     for run in range(1, opts.runs + 1):
         for group, kind, measure in plan:
             log(f"run {run}/{opts.runs}: {group} / {kind}")
-            server = Server(kind, tools, peers).start()
+            # A figure that fails is reported and left out; the others still run.
             try:
-                figures = measure(server)
-            finally:
-                server.stop()
+                server = Server(kind, tools, peers).start()
+                try:
+                    figures = measure(server)
+                finally:
+                    server.stop()
+            except (RuntimeError, OSError, ValueError, KeyError,
+                    subprocess.TimeoutExpired) as error:
+                log(f"error: run {run} of {group} / {kind} failed: {error}")
+                failures.append(f"{group}/{kind}")
+                continue
             for name, value in figures.items():
                 samples.setdefault(name, []).append(value)
     info["loadavg_end"] = open("/proc/loadavg").read().split()[:3]
@@ -628,6 +636,9 @@ def main(argv=None):
                    "memory_jobs": opts.memory_jobs, "rate": opts.rate, "samples": samples}, f,
                   indent=1)
     log(f"{info['duration_s']} s; results in {results}")
+    if failures:
+        log(f"error: {len(failures)} figure runs failed: {', '.join(failures)}")
+        return 1
     return 0
 
 

@@ -121,3 +121,21 @@ def test_quick_run_end_to_end_with_fake_peers():
     assert "warning" not in run.stderr, run.stderr
     assert samples["lateness_missing/hourglass"] == [0]
     assert samples["lateness_rate/hourglass"][0] == pytest.approx(300, rel=0.1)
+
+
+def test_a_server_that_does_not_start_fails_the_run_but_not_the_others():
+    # beanstalkd replaced by a command that exits at once: its figures are missing, the exit
+    # code is 1, and hourglass's figures are still measured and printed.
+    tools_dir = os.environ["HOURGLASS_TOOLS_DIR"]
+    with tempfile.TemporaryDirectory() as tmp:
+        run = subprocess.run(
+            [sys.executable, os.path.join(REPO_ROOT, "bench", "compare.py"), "--quick",
+             "--no-install", "--no-build", f"--build-dir={tools_dir}", "--seconds=0.3",
+             "--groups=inserts", "--only=hourglass,beanstalkd", "--beanstalkd=false",
+             f"--results={os.path.join(tmp, 'out.md')}"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert run.returncode == 1, run.stderr
+    assert "error: run 1 of inserts / beanstalkd failed: beanstalkd exited with 1" in run.stderr
+    row = next(l for l in run.stdout.splitlines() if l.startswith("| pipelined inserts, 1 conn"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[2] != "-" and cells[3:6] == ["-", "-", "-"], cells
