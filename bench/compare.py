@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Hourglass side by side with its peers, in one run (issue 6, item 3).
 
-    /usr/bin/python3 bench/compare.py            # full run: 3 runs of every figure, ~10 minutes
+    /usr/bin/python3 bench/compare.py            # full run: 3 runs of every figure, 10-15 minutes
     /usr/bin/python3 bench/compare.py --quick    # 1 run, 1 s per figure, 10^5 jobs for memory
 
 Installs Debian's beanstalkd, redis-server and libhiredis-dev when missing (apt-get, as root or
@@ -562,7 +562,7 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=__doc__.split("\n\n", 1)[1])
     parser.add_argument("--quick", action="store_true",
-                        help="1 run, 1 s per figure, 10^5 jobs for memory (about 2 minutes)")
+                        help="1 run, 1 s per figure, 10^5 jobs for memory (about a minute)")
     parser.add_argument("--runs", type=int, help="runs of each figure (default 3; --quick: 1)")
     parser.add_argument("--seconds", type=float, help="load per figure, s (default 5; --quick: 1)")
     parser.add_argument("--memory-jobs", type=int,
