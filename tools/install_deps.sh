@@ -25,6 +25,9 @@ apt_packages=(
   python3-grpcio python3-protobuf python3-pytest python3-yaml prometheus
   # Formatting.
   clang-format
+  # The libFuzzer targets (tests/fuzz, CTest fuzz_smoke): clang, its sanitizer and libFuzzer
+  # runtimes (only recommended by clang, so named), llvm-symbolizer for readable crash stacks.
+  clang libclang-rt-14-dev llvm-14
   # The deploy tests: a minimal Debian root filesystem to carry out the Dockerfile's runtime
   # stage in, without Docker (tests/deploy/test_runtime_stage.py).
   mmdebstrap
