@@ -85,10 +85,20 @@ class ConsumerServiceImpl::LeaseCall final : public grpc::ServerUnaryReactor, pu
 grpc::ServerUnaryReactor* ConsumerServiceImpl::Lease(grpc::CallbackServerContext* ctx,
                                                      const v1::LeaseRequest* request,
                                                      v1::LeaseResponse* response) {
-  absl::StatusOr<LeaseParams> params = ValidateLease(*request);
-  if (!params.ok() || context_.shutting_down.load(std::memory_order_relaxed)) {
-    // RunUnary answers UNAVAILABLE while shutting down, else the validation error.
-    return RunUnary(context_, kService, "Lease", ctx, [&](uint64_t*) { return params.status(); });
+  // The token first (UNAUTHENTICATED), then the request (INVALID_ARGUMENT), then `consume` on its
+  // queue (PERMISSION_DENIED).
+  absl::StatusOr<LeaseParams> params = absl::UnauthenticatedError("");
+  absl::StatusOr<Caller> caller = AuthenticateCall(context_, *ctx);
+  absl::Status refused = caller.status();
+  if (refused.ok()) {
+    params = ValidateLease(*request);
+    refused = params.status();
+  }
+  if (refused.ok()) refused = caller->Check(params->queue, Permission::kConsume);
+  if (!refused.ok() || context_.shutting_down.load(std::memory_order_relaxed)) {
+    // RunUnary answers UNAVAILABLE while shutting down, else the refusal.
+    return RunUnary(context_, kService, "Lease", ctx,
+                    [&](const Caller&, uint64_t*) { return refused; });
   }
   auto* call = new LeaseCall(*this, *std::move(params), response);
   call->Start();
@@ -98,8 +108,13 @@ grpc::ServerUnaryReactor* ConsumerServiceImpl::Lease(grpc::CallbackServerContext
 grpc::ServerUnaryReactor* ConsumerServiceImpl::Ack(grpc::CallbackServerContext* ctx,
                                                    const v1::AckRequest* request,
                                                    v1::AckResponse* /*response*/) {
-  return RunUnary(context_, kService, "Ack", ctx,
-                  [&](uint64_t* lsn) { return DoAck(*request, lsn); });
+  return RunUnary(context_, kService, "Ack", ctx, [&](const Caller& caller, uint64_t* lsn) {
+    if (absl::Status s = CheckTaskAccess(store_, caller, request->task_id(), Permission::kConsume);
+        !s.ok()) {
+      return s;
+    }
+    return DoAck(*request, lsn);
+  });
 }
 
 absl::Status ConsumerServiceImpl::DoAck(const v1::AckRequest& request, uint64_t* lsn) {
@@ -113,50 +128,70 @@ absl::Status ConsumerServiceImpl::DoAck(const v1::AckRequest& request, uint64_t*
 grpc::ServerUnaryReactor* ConsumerServiceImpl::AckBatch(grpc::CallbackServerContext* ctx,
                                                         const v1::AckBatchRequest* request,
                                                         v1::AckBatchResponse* response) {
-  return RunUnary(context_, kService, "AckBatch", ctx, [&](uint64_t* lsn) -> absl::Status {
-    if (absl::Status s = ValidateBatchSize("acks", request->acks_size()); !s.ok()) return s;
-    // One group commit covers the batch: it is answered once the last record is durable.
-    for (const v1::AckRequest& ack : request->acks()) {
-      v1::AckResult* result = response->add_results();
-      uint64_t item_lsn = 0;
-      const absl::Status status = DoAck(ack, &item_lsn);
-      result->set_code(static_cast<int32_t>(status.code()));
-      if (!status.ok()) result->set_message(std::string(status.message()));
-      *lsn = std::max(*lsn, item_lsn);
-    }
-    return absl::OkStatus();
-  });
+  return RunUnary(context_, kService, "AckBatch", ctx,
+                  [&](const Caller& caller, uint64_t* lsn) -> absl::Status {
+                    if (absl::Status s = ValidateBatchSize("acks", request->acks_size()); !s.ok())
+                      return s;
+                    // One group commit covers the batch: it is answered once the last record is
+                    // durable.
+                    for (const v1::AckRequest& ack : request->acks()) {
+                      v1::AckResult* result = response->add_results();
+                      uint64_t item_lsn = 0;
+                      // Per item: NOT_FOUND for another tenant's task, PERMISSION_DENIED without
+                      // `consume`.
+                      absl::Status status =
+                          CheckTaskAccess(store_, caller, ack.task_id(), Permission::kConsume);
+                      if (status.ok()) status = DoAck(ack, &item_lsn);
+                      result->set_code(static_cast<int32_t>(status.code()));
+                      if (!status.ok()) result->set_message(std::string(status.message()));
+                      *lsn = std::max(*lsn, item_lsn);
+                    }
+                    return absl::OkStatus();
+                  });
 }
 
 grpc::ServerUnaryReactor* ConsumerServiceImpl::Nack(grpc::CallbackServerContext* ctx,
                                                     const v1::NackRequest* request,
                                                     v1::NackResponse* response) {
-  return RunUnary(context_, kService, "Nack", ctx, [&](uint64_t* lsn) -> absl::Status {
-    absl::StatusOr<NackParams> params = ValidateNack(*request, limits_);
-    if (!params.ok()) return params.status();
-    absl::StatusOr<TaskInfo> info = store_.Nack(request->task_id(), request->lease_token(),
-                                                params->retry_delay, std::move(params->error), lsn);
-    if (!info.ok()) return info.status();
-    context_.metrics.Delivered(info->queue, info->state == TaskState::kDead
-                                                ? Metrics::Outcome::kDead
-                                                : Metrics::Outcome::kRetried);
-    ToProto(*info, response->mutable_task());
-    return absl::OkStatus();
-  });
+  return RunUnary(
+      context_, kService, "Nack", ctx, [&](const Caller& caller, uint64_t* lsn) -> absl::Status {
+        absl::StatusOr<NackParams> params = ValidateNack(*request, limits_);
+        if (!params.ok()) return params.status();
+        if (absl::Status s =
+                CheckTaskAccess(store_, caller, request->task_id(), Permission::kConsume);
+            !s.ok()) {
+          return s;
+        }
+        absl::StatusOr<TaskInfo> info =
+            store_.Nack(request->task_id(), request->lease_token(), params->retry_delay,
+                        std::move(params->error), lsn);
+        if (!info.ok()) return info.status();
+        context_.metrics.Delivered(info->queue, info->state == TaskState::kDead
+                                                    ? Metrics::Outcome::kDead
+                                                    : Metrics::Outcome::kRetried);
+        ToProto(*info, response->mutable_task());
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerUnaryReactor* ConsumerServiceImpl::ExtendLease(grpc::CallbackServerContext* ctx,
                                                            const v1::ExtendLeaseRequest* request,
                                                            v1::ExtendLeaseResponse* response) {
-  return RunUnary(context_, kService, "ExtendLease", ctx, [&](uint64_t* lsn) -> absl::Status {
-    absl::StatusOr<absl::Duration> lease_duration = ValidateExtendLease(*request);
-    if (!lease_duration.ok()) return lease_duration.status();
-    absl::StatusOr<absl::Time> expire =
-        store_.ExtendLease(request->task_id(), request->lease_token(), *lease_duration, lsn);
-    if (!expire.ok()) return expire.status();
-    *response->mutable_lease_expire_time() = ToProto(*expire);
-    return absl::OkStatus();
-  });
+  return RunUnary(context_, kService, "ExtendLease", ctx,
+                  [&](const Caller& caller, uint64_t* lsn) -> absl::Status {
+                    absl::StatusOr<absl::Duration> lease_duration = ValidateExtendLease(*request);
+                    if (!lease_duration.ok()) return lease_duration.status();
+                    if (absl::Status s = CheckTaskAccess(store_, caller, request->task_id(),
+                                                         Permission::kConsume);
+                        !s.ok()) {
+                      return s;
+                    }
+                    absl::StatusOr<absl::Time> expire = store_.ExtendLease(
+                        request->task_id(), request->lease_token(), *lease_duration, lsn);
+                    if (!expire.ok()) return expire.status();
+                    *response->mutable_lease_expire_time() = ToProto(*expire);
+                    return absl::OkStatus();
+                  });
 }
 
 }  // namespace hourglass

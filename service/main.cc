@@ -81,14 +81,21 @@ ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
           "On SIGTERM or SIGINT: how long shutdown may take. Health turns NOT_SERVING, waiting "
           "Lease calls and new calls get UNAVAILABLE at once; after a second (or the grace, if "
           "shorter) the port closes and calls still in flight are cancelled when the grace ends.");
+ABSL_FLAG(std::string, auth_tokens_file, "",
+          "File of bearer tokens, one a line: <token> <queues> <permissions>, queues * or a comma "
+          "list, permissions a comma list of schedule, consume, admin; # comments. Clients send "
+          "\"authorization: Bearer <token>\". Re-read within a second when it changes (a bad "
+          "new version is logged and the old tokens kept). Empty: no authentication, anyone may "
+          "call (a warning is logged). See docs/security.md.");
 
 namespace {
 
-constexpr const char* kFlagNames[] = {
-    "grpc_address",   "metrics_address",   "data_dir",          "fsync",
-    "snapshot_bytes", "skip_corrupt_log",  "workers",           "queue_capacity",
-    "log_level",      "retention",         "max_payload_bytes", "max_delay",
-    "push_workers",   "queue_concurrency", "push_allowlist",    "shutdown_grace"};
+constexpr const char* kFlagNames[] = {"grpc_address",   "metrics_address",   "data_dir",
+                                      "fsync",          "snapshot_bytes",    "skip_corrupt_log",
+                                      "workers",        "queue_capacity",    "log_level",
+                                      "retention",      "max_payload_bytes", "max_delay",
+                                      "push_workers",   "queue_concurrency", "push_allowlist",
+                                      "shutdown_grace", "auth_tokens_file"};
 
 constexpr const char* kUsage =
     "hourglass: a delayed-task service. Clients Schedule a payload to be delivered after a delay "
@@ -195,6 +202,7 @@ int main(int argc, char** argv) {
   options.push_workers = absl::GetFlag(FLAGS_push_workers);
   options.queue_concurrency = absl::GetFlag(FLAGS_queue_concurrency);
   options.push_allowlist = absl::GetFlag(FLAGS_push_allowlist);
+  options.auth_tokens_file = absl::GetFlag(FLAGS_auth_tokens_file);
 
   // SIGTERM and SIGINT are taken by sigwait() below: block them before any thread starts, so
   // that every thread inherits the mask and none is interrupted.
@@ -218,6 +226,7 @@ int main(int argc, char** argv) {
       .Str("fsync", fsync)
       .Int("workers", options.workers)
       .Int("queue_capacity", capacity)
+      .Bool("auth", !options.auth_tokens_file.empty())
       .Dur("retention_seconds", options.retention);
 
   int signal_number = 0;

@@ -1,7 +1,9 @@
 #include "service/rpc.h"
 
 #include <string>
+#include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "service/logging.h"
 #include "service/validation.h"
 
@@ -10,6 +12,30 @@ namespace hourglass {
 grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+}
+
+absl::StatusOr<Caller> AuthenticateCall(const RpcContext& context,
+                                        const grpc::CallbackServerContext& ctx) {
+  if (context.tokens == nullptr) return Caller::Anyone();
+  std::vector<absl::string_view> authorization;
+  const auto [begin, end] = ctx.client_metadata().equal_range("authorization");
+  for (auto it = begin; it != end; ++it) {
+    authorization.emplace_back(it->second.data(), it->second.size());
+  }
+  return Authenticate(context.tokens, authorization);
+}
+
+absl::Status CheckTaskAccess(const TaskStore& store, const Caller& caller,
+                             absl::string_view task_id, std::optional<Permission> permission) {
+  if (!caller.authenticated()) return absl::OkStatus();
+  absl::StatusOr<TaskInfo> info = store.Get(task_id);
+  if (!info.ok()) return absl::OkStatus();  // the store operation answers NOT_FOUND
+  if (!caller.Sees(info->queue)) {
+    // Word for word the store's answer for an unknown id (server_test checks it).
+    return absl::NotFoundError(absl::StrCat("no task with task_id \"", task_id, "\""));
+  }
+  if (permission.has_value()) return caller.Check(info->queue, *permission);
+  return absl::OkStatus();
 }
 
 bool RpcContext::AwaitIdle(absl::Time deadline) {

@@ -4,6 +4,7 @@
 #define HOURGLASS_SERVICE_RPC_H_
 
 #include <atomic>
+#include <optional>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
@@ -13,6 +14,7 @@
 #include "grpcpp/grpcpp.h"
 #include "hourglass/v1/consumer_service.pb.h"
 #include "hourglass/v1/task.pb.h"
+#include "service/auth.h"
 #include "service/metrics.h"
 #include "store/task_store.h"
 #include "store/wal.h"
@@ -35,6 +37,8 @@ struct RpcContext {
   Clock& clock;
   Metrics& metrics;
   Wal* wal = nullptr;  // null: no log, changes are answered at once
+  // The bearer tokens (--auth_tokens_file); null: no authentication, every call is allowed.
+  const TokenFile* tokens = nullptr;
   std::atomic<bool> shutting_down{false};
 
   absl::Mutex mu;
@@ -63,9 +67,23 @@ class RpcCall {
   const absl::Duration start_;
 };
 
-// Runs a unary handler whose work is synchronous: refuses it while shutting down, else runs
-// `body(uint64_t* lsn)` (returning absl::Status and setting *lsn when it changed state), then
-// finishes the call with metrics once the change is durable.
+// The caller of an RPC, from its `authorization: Bearer <token>` metadata: UNAUTHENTICATED
+// without a valid token; Caller::Anyone() when authentication is off.
+absl::StatusOr<Caller> AuthenticateCall(const RpcContext& context,
+                                        const grpc::CallbackServerContext& ctx);
+
+// For the RPCs that name a task: OK when `caller` may act on task `task_id` with `permission`
+// (nullopt: any permission, i.e. may see it). A task of a queue the caller has no permission on
+// is NOT_FOUND with the message of an unknown id: its existence is not revealed. A task the
+// caller sees but lacks `permission` for is PERMISSION_DENIED. Unknown ids are left to the store
+// operation (NOT_FOUND). Costs a lookup only when authentication is on.
+absl::Status CheckTaskAccess(const TaskStore& store, const Caller& caller,
+                             absl::string_view task_id, std::optional<Permission> permission);
+
+// Runs a unary handler whose work is synchronous: refuses it while shutting down or without a
+// valid token, else runs `body(const Caller& caller, uint64_t* lsn)` (returning absl::Status,
+// checking the caller's permissions and setting *lsn when it changed state), then finishes the
+// call with metrics once the change is durable.
 template <typename Body>
 grpc::ServerUnaryReactor* RunUnary(RpcContext& context, absl::string_view service,
                                    absl::string_view method, grpc::CallbackServerContext* ctx,
@@ -74,7 +92,10 @@ grpc::ServerUnaryReactor* RunUnary(RpcContext& context, absl::string_view servic
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   absl::Status status = call.CheckServing();
   uint64_t lsn = 0;
-  if (status.ok()) status = body(&lsn);
+  if (status.ok()) {
+    absl::StatusOr<Caller> caller = AuthenticateCall(context, *ctx);
+    status = caller.ok() ? body(*caller, &lsn) : caller.status();
+  }
   call.FinishWhenDurable(reactor, status, lsn);
   return reactor;
 }

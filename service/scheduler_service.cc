@@ -10,84 +10,128 @@ namespace hourglass {
 
 namespace {
 constexpr absl::string_view kService = "hourglass.v1.SchedulerService";
+
+// Schedule and every item of ScheduleBatch: `schedule` on the request's queue. An invalid queue
+// name is left to ValidateSchedule (INVALID_ARGUMENT).
+absl::Status CheckSchedule(const Caller& caller, const v1::ScheduleRequest& request) {
+  absl::StatusOr<std::string> queue = ValidateQueue(request.queue());
+  if (!queue.ok()) return absl::OkStatus();
+  return caller.Check(*queue, Permission::kSchedule);
+}
 }  // namespace
 
 grpc::ServerUnaryReactor* SchedulerServiceImpl::Schedule(grpc::CallbackServerContext* ctx,
                                                          const v1::ScheduleRequest* request,
                                                          v1::ScheduleResponse* response) {
-  return RunUnary(context_, kService, "Schedule", ctx,
-                  [&](uint64_t* lsn) { return DoSchedule(*request, response, lsn); });
+  return RunUnary(context_, kService, "Schedule", ctx, [&](const Caller& caller, uint64_t* lsn) {
+    if (absl::Status s = CheckSchedule(caller, *request); !s.ok()) return s;
+    return DoSchedule(*request, response, lsn);
+  });
 }
 
 grpc::ServerUnaryReactor* SchedulerServiceImpl::Cancel(grpc::CallbackServerContext* ctx,
                                                        const v1::CancelRequest* request,
                                                        v1::CancelResponse* response) {
-  return RunUnary(context_, kService, "Cancel", ctx,
-                  [&](uint64_t* lsn) { return DoCancel(*request, response, lsn); });
+  return RunUnary(context_, kService, "Cancel", ctx, [&](const Caller& caller, uint64_t* lsn) {
+    if (absl::Status s = CheckTaskAccess(store_, caller, request->task_id(), Permission::kSchedule);
+        !s.ok()) {
+      return s;
+    }
+    return DoCancel(*request, response, lsn);
+  });
 }
 
 grpc::ServerUnaryReactor* SchedulerServiceImpl::GetStatus(grpc::CallbackServerContext* ctx,
                                                           const v1::GetStatusRequest* request,
                                                           v1::GetStatusResponse* response) {
-  return RunUnary(context_, kService, "GetStatus", ctx,
-                  [&](uint64_t*) { return DoGetStatus(*request, response); });
+  return RunUnary(context_, kService, "GetStatus", ctx, [&](const Caller& caller, uint64_t*) {
+    // Any permission on the task's queue.
+    if (absl::Status s = CheckTaskAccess(store_, caller, request->task_id(), std::nullopt);
+        !s.ok()) {
+      return s;
+    }
+    return DoGetStatus(*request, response);
+  });
 }
 
 grpc::ServerUnaryReactor* SchedulerServiceImpl::Reschedule(grpc::CallbackServerContext* ctx,
                                                            const v1::RescheduleRequest* request,
                                                            v1::RescheduleResponse* response) {
-  return RunUnary(context_, kService, "Reschedule", ctx,
-                  [&](uint64_t* lsn) { return DoReschedule(*request, response, lsn); });
+  return RunUnary(context_, kService, "Reschedule", ctx, [&](const Caller& caller, uint64_t* lsn) {
+    if (absl::Status s = CheckTaskAccess(store_, caller, request->task_id(), Permission::kSchedule);
+        !s.ok()) {
+      return s;
+    }
+    return DoReschedule(*request, response, lsn);
+  });
 }
 
 grpc::ServerUnaryReactor* SchedulerServiceImpl::ScheduleBatch(
     grpc::CallbackServerContext* ctx, const v1::ScheduleBatchRequest* request,
     v1::ScheduleBatchResponse* response) {
-  return RunUnary(context_, kService, "ScheduleBatch", ctx, [&](uint64_t* lsn) -> absl::Status {
-    if (absl::Status s = ValidateBatchSize("requests", request->requests_size()); !s.ok()) {
-      return s;
-    }
-    // Every item is its own Schedule; the batch is answered once the last record is durable, so
-    // one group commit covers them all.
-    for (const v1::ScheduleRequest& item : request->requests()) {
-      v1::ScheduleResult* result = response->add_results();
-      uint64_t item_lsn = 0;
-      const absl::Status status = DoSchedule(item, result->mutable_response(), &item_lsn);
-      result->set_code(static_cast<int32_t>(status.code()));
-      if (!status.ok()) {
-        result->set_message(std::string(status.message()));
-        result->clear_response();
-      }
-      *lsn = std::max(*lsn, item_lsn);
-    }
-    return absl::OkStatus();
-  });
+  return RunUnary(
+      context_, kService, "ScheduleBatch", ctx,
+      [&](const Caller& caller, uint64_t* lsn) -> absl::Status {
+        if (absl::Status s = ValidateBatchSize("requests", request->requests_size()); !s.ok()) {
+          return s;
+        }
+        // Every item is its own Schedule; the batch is answered once the last record is durable, so
+        // one group commit covers them all.
+        for (const v1::ScheduleRequest& item : request->requests()) {
+          v1::ScheduleResult* result = response->add_results();
+          uint64_t item_lsn = 0;
+          absl::Status status = CheckSchedule(caller, item);  // per item: PERMISSION_DENIED
+          if (status.ok()) status = DoSchedule(item, result->mutable_response(), &item_lsn);
+          result->set_code(static_cast<int32_t>(status.code()));
+          if (!status.ok()) {
+            result->set_message(std::string(status.message()));
+            result->clear_response();
+          }
+          *lsn = std::max(*lsn, item_lsn);
+        }
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerUnaryReactor* SchedulerServiceImpl::ListTasks(grpc::CallbackServerContext* ctx,
                                                           const v1::ListTasksRequest* request,
                                                           v1::ListTasksResponse* response) {
-  return RunUnary(context_, kService, "ListTasks", ctx, [&](uint64_t*) -> absl::Status {
-    absl::StatusOr<ListParams> params = ValidateList(*request);
-    if (!params.ok()) return params.status();
-    TaskPage page = store_.List(params->queue, params->state, params->page_size, params->cursor);
-    for (const TaskInfo& info : page.tasks) ToProto(info, response->add_tasks());
-    response->set_next_page_token(ListPageToken(*params, page.next_cursor));
-    return absl::OkStatus();
-  });
+  return RunUnary(
+      context_, kService, "ListTasks", ctx, [&](const Caller& caller, uint64_t*) -> absl::Status {
+        absl::StatusOr<ListParams> params = ValidateList(*request);
+        if (!params.ok()) return params.status();
+        // Without a queue filter the list spans every queue: only for admins of every queue (*).
+        if (absl::Status s = params->queue.empty()
+                                 ? caller.CheckEveryQueue(Permission::kAdmin)
+                                 : caller.Check(params->queue, Permission::kAdmin);
+            !s.ok()) {
+          return s;
+        }
+        TaskPage page =
+            store_.List(params->queue, params->state, params->page_size, params->cursor);
+        for (const TaskInfo& info : page.tasks) ToProto(info, response->add_tasks());
+        response->set_next_page_token(ListPageToken(*params, page.next_cursor));
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerUnaryReactor* SchedulerServiceImpl::RetryTask(grpc::CallbackServerContext* ctx,
                                                           const v1::RetryTaskRequest* request,
                                                           v1::RetryTaskResponse* response) {
-  return RunUnary(context_, kService, "RetryTask", ctx, [&](uint64_t* lsn) -> absl::Status {
-    if (absl::Status s = ValidateTaskId(request->task_id()); !s.ok()) return s;
-    absl::StatusOr<TaskInfo> info = store_.Retry(request->task_id(), lsn);
-    if (!info.ok()) return info.status();
-    LogInfo("task_retried").Str("task_id", info->task_id).Str("queue", info->queue);
-    ToProto(*info, response->mutable_task());
-    return absl::OkStatus();
-  });
+  return RunUnary(context_, kService, "RetryTask", ctx,
+                  [&](const Caller& caller, uint64_t* lsn) -> absl::Status {
+                    if (absl::Status s = ValidateTaskId(request->task_id()); !s.ok()) return s;
+                    if (absl::Status s =
+                            CheckTaskAccess(store_, caller, request->task_id(), Permission::kAdmin);
+                        !s.ok()) {
+                      return s;
+                    }
+                    absl::StatusOr<TaskInfo> info = store_.Retry(request->task_id(), lsn);
+                    if (!info.ok()) return info.status();
+                    LogInfo("task_retried").Str("task_id", info->task_id).Str("queue", info->queue);
+                    ToProto(*info, response->mutable_task());
+                    return absl::OkStatus();
+                  });
 }
 
 absl::Status SchedulerServiceImpl::DoSchedule(const v1::ScheduleRequest& request,

@@ -17,6 +17,7 @@
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "prometheus/exposer.h"
+#include "service/auth.h"
 #include "service/consumer_service.h"
 #include "service/logging.h"
 #include "service/metrics.h"
@@ -367,6 +368,7 @@ struct Server::Parts {
   HttpPusher http_pusher;
   GrpcPusher grpc_pusher;
   std::unique_ptr<DataDirLock> data_dir_lock;
+  std::unique_ptr<TokenFile> tokens;  // null: no authentication
   Metrics metrics;
   RpcContext context;
   BoundedQueue<uint64_t> dispatch_queue;
@@ -388,6 +390,21 @@ struct Server::Parts {
 
 absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& options, Clock& clock) {
   if (absl::Status s = ValidateOptions(options); !s.ok()) return s;
+  std::unique_ptr<TokenFile> tokens;
+  if (!options.auth_tokens_file.empty()) {
+    absl::StatusOr<std::unique_ptr<TokenFile>> file =
+        TokenFile::Create(options.auth_tokens_file, options.auth_reload_interval);
+    if (!file.ok()) return file.status();  // names the file and line, never a token
+    tokens = *std::move(file);
+    LogInfo("auth_enabled")
+        .Str("auth_tokens_file", options.auth_tokens_file)
+        .Int("tokens", static_cast<int64_t>(tokens->Current()->size()));
+  } else {
+    LogWarning("auth_disabled")
+        .Str("reason",
+             "--auth_tokens_file is not set: any client may schedule, consume and read the tasks "
+             "of every queue (see docs/security.md)");
+  }
   absl::StatusOr<std::unique_ptr<DataDirLock>> lock = DataDirLock::Acquire(options.data_dir);
   if (!lock.ok()) return lock.status();
 
@@ -395,6 +412,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
       std::make_unique<Parts>(options, clock, *AddressPolicy::Create(options.push_allowlist));
   Parts& p = *parts;
   p.data_dir_lock = *std::move(lock);
+  p.tokens = std::move(tokens);
+  p.context.tokens = p.tokens.get();
   p.context.wal = &p.wal;
   p.AddGauges();
   // Recovery comes first: the port opens only once the state is back (a startup probe can tell).

@@ -60,6 +60,10 @@ struct ServerOptions {
   absl::Duration retention = absl::Hours(24);
   absl::Duration shutdown_grace = absl::Seconds(10);
   Limits limits;
+  // Bearer tokens and their queues and permissions (--auth_tokens_file, see docs/security.md);
+  // empty: no authentication. The file is polled for changes every auth_reload_interval.
+  std::string auth_tokens_file;
+  absl::Duration auth_reload_interval = absl::Seconds(1);
 };
 
 // Checks options a user sets with flags; the message names the flag and the limit.
