@@ -65,6 +65,19 @@ ABSL_FLAG(absl::Duration, max_delay, absl::Hours(24 * 730),
           "Furthest in the future a task may be due (delay or at), as a duration in hours or "
           "smaller units (17520h is 730 days). Further is INVALID_ARGUMENT, never clamped. At most "
           "the timing wheel's horizon (about 794 days).");
+ABSL_FLAG(int64_t, max_pending, 5'000'000,
+          "Most unfinished tasks (scheduled, ready or leased, across all queues) the server "
+          "holds. Schedule beyond it is RESOURCE_EXHAUSTED with a retry hint (retry-after-ms, "
+          "google.rpc.RetryInfo); repeats of accepted tasks are still answered. Size it to the "
+          "memory: a task costs about 600 bytes plus its payload. 0: no limit.");
+ABSL_FLAG(int, max_grpc_threads, 64,
+          "Most threads gRPC may start for synchronous handlers (server reflection); hourglass's "
+          "own services never hold a thread while they wait. 0: no bound, else at least 2.");
+ABSL_FLAG(int64_t, grpc_memory_bytes, int64_t{256} << 20,
+          "Memory gRPC may take for connections, buffers and calls in flight (a "
+          "grpc::ResourceQuota). Under pressure gRPC shrinks its read buffers, then closes idle "
+          "connections and, last, cancels calls. At least 16 MiB and 4 of the largest requests; "
+          "0: no bound.");
 ABSL_FLAG(int, push_workers, 16,
           "Threads that deliver push tasks (http_target, grpc_target): each makes one HTTP or "
           "gRPC call at a time and waits for it, at most the task's dispatch_deadline. 1 to 4096.");
@@ -90,12 +103,12 @@ ABSL_FLAG(std::string, auth_tokens_file, "",
 
 namespace {
 
-constexpr const char* kFlagNames[] = {"grpc_address",   "metrics_address",   "data_dir",
-                                      "fsync",          "snapshot_bytes",    "skip_corrupt_log",
-                                      "workers",        "queue_capacity",    "log_level",
-                                      "retention",      "max_payload_bytes", "max_delay",
-                                      "push_workers",   "queue_concurrency", "push_allowlist",
-                                      "shutdown_grace", "auth_tokens_file"};
+constexpr const char* kFlagNames[] = {
+    "grpc_address",     "metrics_address",   "data_dir",          "fsync",
+    "snapshot_bytes",   "skip_corrupt_log",  "workers",           "queue_capacity",
+    "log_level",        "retention",         "max_payload_bytes", "max_delay",
+    "push_workers",     "queue_concurrency", "push_allowlist",    "shutdown_grace",
+    "auth_tokens_file", "max_pending",       "max_grpc_threads",  "grpc_memory_bytes"};
 
 constexpr const char* kUsage =
     "hourglass: a delayed-task service. Clients Schedule a payload to be delivered after a delay "
@@ -198,6 +211,9 @@ int main(int argc, char** argv) {
   options.retention = absl::GetFlag(FLAGS_retention);
   options.limits.max_payload_bytes = absl::GetFlag(FLAGS_max_payload_bytes);
   options.limits.max_delay = absl::GetFlag(FLAGS_max_delay);
+  options.max_pending = absl::GetFlag(FLAGS_max_pending);
+  options.max_grpc_threads = absl::GetFlag(FLAGS_max_grpc_threads);
+  options.grpc_memory_bytes = absl::GetFlag(FLAGS_grpc_memory_bytes);
   options.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);
   options.push_workers = absl::GetFlag(FLAGS_push_workers);
   options.queue_concurrency = absl::GetFlag(FLAGS_queue_concurrency);

@@ -169,7 +169,20 @@ Metrics::Metrics()
                           .Name("hourglass_snapshot_tasks")
                           .Help("Tasks in the last snapshot.")
                           .Register(*registry_)
-                          .Add({})) {
+                          .Add({})),
+      rejected_(prometheus::BuildCounter()
+                    .Name("hourglass_tasks_rejected_total")
+                    .Help("Schedule requests and ScheduleBatch items refused with "
+                          "RESOURCE_EXHAUSTED, by reason: max_pending (the server holds "
+                          "--max_pending unfinished tasks).")
+                    .Register(*registry_)),
+      rejected_max_pending_(rejected_.Add({{"reason", "max_pending"}})),
+      pending_limit_(prometheus::BuildGauge()
+                         .Name("hourglass_pending_limit")
+                         .Help("Most unfinished (scheduled, ready or leased) tasks the server "
+                               "accepts (--max_pending); 0: no limit.")
+                         .Register(*registry_)
+                         .Add({})) {
   snapshots_.Add({{"result", "ok"}});
   snapshots_.Add({{"result", "failed"}});
   RegisterBuildInfo(*registry_, HOURGLASS_VERSION);
@@ -268,6 +281,16 @@ void Metrics::RpcHandled(absl::string_view service, absl::string_view method, in
   counter->Increment();
   histogram->Observe(absl::ToDoubleSeconds(elapsed));
 }
+
+void Metrics::Rejected(absl::string_view reason) {
+  if (reason == "max_pending") {
+    rejected_max_pending_.Increment();
+    return;
+  }
+  rejected_.Add({{"reason", std::string(reason)}}).Increment();
+}
+
+void Metrics::SetPendingLimit(int64_t limit) { pending_limit_.Set(static_cast<double>(limit)); }
 
 void Metrics::AddGaugeSource(GaugeSource source) { gauges_->Add(std::move(source)); }
 

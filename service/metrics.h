@@ -59,6 +59,12 @@ class Metrics final : public WalObserver {
   void RpcHandled(absl::string_view service, absl::string_view method, int code,
                   absl::Duration elapsed);
 
+  // Schedule requests (or ScheduleBatch items) refused for lack of room, by reason:
+  // "max_pending" (the store holds --max_pending unfinished tasks).
+  void Rejected(absl::string_view reason);
+  // --max_pending, exposed as hourglass_pending_limit (0: no limit).
+  void SetPendingLimit(int64_t limit);
+
   // A source of gauges, called at every scrape (from the exposer's thread).
   using GaugeSource = std::function<void(std::vector<prometheus::MetricFamily>* out)>;
   void AddGaugeSource(GaugeSource source);
@@ -113,6 +119,9 @@ class Metrics final : public WalObserver {
   prometheus::Gauge& snapshot_seconds_;
   prometheus::Gauge& snapshot_bytes_;
   prometheus::Gauge& snapshot_tasks_;
+  prometheus::Family<prometheus::Counter>& rejected_;
+  prometheus::Counter& rejected_max_pending_;
+  prometheus::Gauge& pending_limit_;
 
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::unique_ptr<QueueMetrics>> queues_ ABSL_GUARDED_BY(mu_);

@@ -8,6 +8,82 @@
 
 namespace hourglass {
 
+// Overload (--max_pending): a Schedule refused with RESOURCE_EXHAUSTED tells the client when to
+// come back, in two trailers: `retry-after-ms` (milliseconds, decimal) and gRPC's rich error
+// model, `grpc-status-details-bin`: a google.rpc.Status carrying a google.rpc.RetryInfo and a
+// google.rpc.QuotaFailure. The messages are encoded by hand (a few fields each): Debian ships no
+// C++ code for googleapis' protos.
+namespace overload {
+namespace {
+
+// How long a client refused because the server is full should wait before retrying.
+constexpr absl::Duration kRetryDelay = absl::Seconds(1);
+
+void AppendVarint(std::string* out, uint64_t value) {
+  while (value >= 0x80) {
+    out->push_back(static_cast<char>((value & 0x7F) | 0x80));
+    value >>= 7;
+  }
+  out->push_back(static_cast<char>(value));
+}
+void AppendVarintField(std::string* out, uint32_t field, uint64_t value) {
+  AppendVarint(out, uint64_t{field} << 3);  // wire type 0: varint
+  AppendVarint(out, value);
+}
+void AppendBytesField(std::string* out, uint32_t field, absl::string_view bytes) {
+  AppendVarint(out, (uint64_t{field} << 3) | 2);  // wire type 2: length-delimited
+  AppendVarint(out, bytes.size());
+  out->append(bytes.data(), bytes.size());
+}
+// A google.protobuf.Any holding `value`, a serialized google.rpc.<type>.
+std::string Any(absl::string_view type, absl::string_view value) {
+  std::string any;
+  AppendBytesField(&any, 1, "type.googleapis.com/google.rpc." + std::string(type));
+  AppendBytesField(&any, 2, value);
+  return any;
+}
+
+// google.rpc.Status{code, message, details: [RetryInfo{retry_delay}, QuotaFailure{violations:
+// [{subject: "max_pending", description: message}]}]}.
+std::string StatusDetails(const absl::Status& status, absl::Duration retry_delay) {
+  std::string duration;  // google.protobuf.Duration{seconds, nanos}, both >= 0 here
+  absl::Duration remainder;
+  const int64_t seconds = absl::IDivDuration(retry_delay, absl::Seconds(1), &remainder);
+  if (seconds != 0) AppendVarintField(&duration, 1, static_cast<uint64_t>(seconds));
+  if (const int64_t nanos = absl::ToInt64Nanoseconds(remainder); nanos != 0) {
+    AppendVarintField(&duration, 2, static_cast<uint64_t>(nanos));
+  }
+  std::string retry_info;
+  AppendBytesField(&retry_info, 1, duration);
+  std::string violation;
+  AppendBytesField(&violation, 1, "max_pending");
+  AppendBytesField(&violation, 2, status.message());
+  std::string quota_failure;
+  AppendBytesField(&quota_failure, 1, violation);
+  std::string details;
+  AppendVarintField(&details, 1, static_cast<uint64_t>(status.code()));
+  AppendBytesField(&details, 2, status.message());
+  AppendBytesField(&details, 3, Any("RetryInfo", retry_info));
+  AppendBytesField(&details, 3, Any("QuotaFailure", quota_failure));
+  return details;
+}
+
+// Adds the retry hint to a call answered with `status` when it is RESOURCE_EXHAUSTED.
+// `with_details`: also grpc-status-details-bin, which describes the call's own status and so only
+// fits a call that fails with `status`.
+void AddRetryHint(grpc::CallbackServerContext* ctx, const absl::Status& status,
+                  bool with_details = true) {
+  if (status.code() != absl::StatusCode::kResourceExhausted) return;
+  ctx->AddTrailingMetadata("retry-after-ms",
+                           std::to_string(absl::ToInt64Milliseconds(kRetryDelay)));
+  if (with_details) {
+    ctx->AddTrailingMetadata("grpc-status-details-bin", StatusDetails(status, kRetryDelay));
+  }
+}
+
+}  // namespace
+}  // namespace overload
+
 namespace {
 constexpr absl::string_view kService = "hourglass.v1.SchedulerService";
 
@@ -25,7 +101,9 @@ grpc::ServerUnaryReactor* SchedulerServiceImpl::Schedule(grpc::CallbackServerCon
                                                          v1::ScheduleResponse* response) {
   return RunUnary(context_, kService, "Schedule", ctx, [&](const Caller& caller, uint64_t* lsn) {
     if (absl::Status s = CheckSchedule(caller, *request); !s.ok()) return s;
-    return DoSchedule(*request, response, lsn);
+    absl::Status status = DoSchedule(*request, response, lsn);
+    overload::AddRetryHint(ctx, status);
+    return status;
   });
 }
 
@@ -77,6 +155,7 @@ grpc::ServerUnaryReactor* SchedulerServiceImpl::ScheduleBatch(
         }
         // Every item is its own Schedule; the batch is answered once the last record is durable, so
         // one group commit covers them all.
+        bool hinted = false;  // retry-after-ms added
         for (const v1::ScheduleRequest& item : request->requests()) {
           v1::ScheduleResult* result = response->add_results();
           uint64_t item_lsn = 0;
@@ -86,6 +165,11 @@ grpc::ServerUnaryReactor* SchedulerServiceImpl::ScheduleBatch(
           if (!status.ok()) {
             result->set_message(std::string(status.message()));
             result->clear_response();
+          }
+          // The batch itself succeeds: retry-after-ms (once) tells when to resend refused items.
+          if (status.code() == absl::StatusCode::kResourceExhausted && !hinted) {
+            overload::AddRetryHint(ctx, status, /*with_details=*/false);
+            hinted = true;
           }
           *lsn = std::max(*lsn, item_lsn);
         }
@@ -140,7 +224,13 @@ absl::Status SchedulerServiceImpl::DoSchedule(const v1::ScheduleRequest& request
   if (!task.ok()) return task.status();
   const std::string queue = task->queue;
   absl::StatusOr<ScheduleResult> result = store_.Schedule(*std::move(task), lsn);
-  if (!result.ok()) return result.status();
+  if (!result.ok()) {
+    // The store's only RESOURCE_EXHAUSTED: it holds --max_pending unfinished tasks.
+    if (result.status().code() == absl::StatusCode::kResourceExhausted) {
+      context_.metrics.Rejected("max_pending");
+    }
+    return result.status();
+  }
   if (result->created) {
     context_.metrics.Scheduled(queue);
     if (LogEnabled(LogLevel::kDebug)) {

@@ -16,6 +16,7 @@
 #include "absl/strings/str_split.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/resource_quota.h"
 #include "prometheus/exposer.h"
 #include "service/auth.h"
 #include "service/consumer_service.h"
@@ -182,6 +183,19 @@ class StorePushSource final : public PushSource {
   Metrics& metrics_;
 };
 
+// The largest request gRPC receives: room for the largest valid payload plus headers, ids and
+// framing.
+int64_t MaxReceiveMessageBytes(const Limits& limits) {
+  return std::min<int64_t>(std::max<int64_t>(4 << 20, limits.max_payload_bytes + (1 << 20)),
+                           INT32_MAX);
+}
+// --max_grpc_threads: one thread polls for synchronous calls, one more runs them.
+constexpr int kMinGrpcThreads = 2;
+// --grpc_memory_bytes: room for a few of the largest requests at once.
+int64_t MinGrpcMemoryBytes(const Limits& limits) {
+  return std::max<int64_t>(int64_t{16} << 20, 4 * MaxReceiveMessageBytes(limits));
+}
+
 int QueueConcurrency(const ServerOptions& options) {
   return options.queue_concurrency > 0 ? options.queue_concurrency
                                        : std::max(1, options.push_workers / 4);
@@ -234,6 +248,25 @@ absl::Status ValidateOptions(const ServerOptions& options) {
     return absl::InvalidArgumentError(absl::StrCat("--shutdown_grace must be >= 0, got ",
                                                    absl::FormatDuration(options.shutdown_grace)));
   }
+  if (options.max_pending < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--max_pending must be >= 0 (0: no limit), got ", options.max_pending));
+  }
+  if (options.max_grpc_threads != 0 &&
+      (options.max_grpc_threads < kMinGrpcThreads || options.max_grpc_threads > 100000)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--max_grpc_threads must be 0 (no bound) or between ", kMinGrpcThreads,
+                     " and 100000, got ", options.max_grpc_threads));
+  }
+  if (const int64_t least = MinGrpcMemoryBytes(options.limits);
+      options.grpc_memory_bytes != 0 &&
+      (options.grpc_memory_bytes < least || options.grpc_memory_bytes > (int64_t{1} << 40))) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--grpc_memory_bytes must be 0 (no bound) or between ", least,
+        " (4 of the largest requests that --max_payload_bytes admits, at least 16 MiB) and "
+        "1099511627776, got ",
+        options.grpc_memory_bytes));
+  }
   return absl::OkStatus();
 }
 
@@ -256,7 +289,7 @@ struct Server::Parts {
              .skip_corruption = o.skip_corrupt_log,
              .on_fatal = [](const absl::Status& status) { ExitOnLogFailure(status); },
              .observer = &metrics}),
-        store(c, ticker, {.retention = o.retention}, &wal),
+        store(c, ticker, {.retention = o.retention, .max_pending = o.max_pending}, &wal),
         pull(ticker),
         push_source(store, metrics),
         push(push_source, http_pusher, grpc_pusher,
@@ -450,9 +483,16 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
   builder.RegisterService(&p.scheduler);
   builder.RegisterService(&p.consumer);
   // Room for the largest valid request: the payload plus headers, ids and framing.
-  const int64_t max_message =
-      std::max<int64_t>(4 << 20, options.limits.max_payload_bytes + (1 << 20));
-  builder.SetMaxReceiveMessageSize(static_cast<int>(std::min<int64_t>(max_message, INT32_MAX)));
+  builder.SetMaxReceiveMessageSize(static_cast<int>(MaxReceiveMessageBytes(options.limits)));
+  // What gRPC itself may take. Threads: only synchronous handlers (server reflection) use them;
+  // hourglass's services use the callback API and hold no thread while they wait. Memory:
+  // connections, read buffers and calls in flight; under pressure gRPC shrinks its read buffers,
+  // then reclaims memory by closing idle connections and, last, cancelling calls.
+  grpc::ResourceQuota quota("hourglass");
+  if (options.max_grpc_threads > 0) quota.SetMaxThreads(options.max_grpc_threads);
+  if (options.grpc_memory_bytes > 0) quota.Resize(static_cast<size_t>(options.grpc_memory_bytes));
+  builder.SetResourceQuota(quota);
+  p.metrics.SetPendingLimit(options.max_pending);
   p.grpc_server = builder.BuildAndStart();
   if (p.grpc_server == nullptr || p.grpc_port == 0) {
     return absl::UnavailableError(

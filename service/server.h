@@ -50,6 +50,14 @@ struct ServerOptions {
   uint64_t log_segment_bytes = uint64_t{64} << 20;
   // Write a snapshot (and delete the log it covers) after this many bytes of log records.
   uint64_t snapshot_bytes = uint64_t{64} << 20;
+  // Overload protection. Unfinished (scheduled, ready or leased) tasks the server accepts before
+  // Schedule answers RESOURCE_EXHAUSTED (--max_pending; 0: no limit); threads gRPC may start for
+  // synchronous handlers (--max_grpc_threads) and memory it may take for connections and calls in
+  // flight (--grpc_memory_bytes), both through a grpc::ResourceQuota (0: gRPC's default, no
+  // bound).
+  int64_t max_pending = 5'000'000;
+  int max_grpc_threads = 64;
+  int64_t grpc_memory_bytes = int64_t{256} << 20;
   int workers = 4;
   size_t queue_capacity = 10000;
   // Push delivery: threads making HTTP/gRPC calls, the cap of calls in progress per queue (0:

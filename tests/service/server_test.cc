@@ -26,6 +26,7 @@
 #include <cstring>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <ostream>
@@ -44,6 +45,9 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "google/protobuf/any.pb.h"
+#include "google/protobuf/duration.pb.h"
+#include "google/protobuf/unknown_field_set.h"
 #include "grpc_health/v1/health.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "hourglass/v1/consumer_service.grpc.pb.h"
@@ -1612,6 +1616,263 @@ TEST_F(ServerTest, AckBatchAcknowledgesEachItem) {
   EXPECT_THAT(response.results(3).message(), HasSubstr("nobody"));
   EXPECT_EQ(Status("a-1").state(), v1::TASK_STATE_SUCCEEDED);
   EXPECT_EQ(Status("a-2").state(), v1::TASK_STATE_SUCCEEDED);
+}
+
+// --- Overload: --max_pending, the retry hint, the gRPC resource quota ------------------------
+
+// The fields of a serialized message by number, decoded generically (the test has no C++ code of
+// googleapis' google.rpc protos, like the server): varints and length-delimited fields.
+struct Fields {
+  std::multimap<int, uint64_t> varints;
+  std::multimap<int, std::string> bytes;
+
+  std::vector<std::string> All(int number) const {
+    std::vector<std::string> values;
+    for (auto [it, end] = bytes.equal_range(number); it != end; ++it) values.push_back(it->second);
+    return values;
+  }
+};
+Fields FieldsOf(const std::string& serialized) {
+  google::protobuf::UnknownFieldSet set;
+  EXPECT_TRUE(set.ParseFromString(serialized)) << "not a protobuf message";
+  Fields fields;
+  for (int i = 0; i < set.field_count(); ++i) {
+    const google::protobuf::UnknownField& field = set.field(i);
+    if (field.type() == google::protobuf::UnknownField::TYPE_VARINT) {
+      fields.varints.emplace(field.number(), field.varint());
+    } else if (field.type() == google::protobuf::UnknownField::TYPE_LENGTH_DELIMITED) {
+      fields.bytes.emplace(field.number(), field.length_delimited());
+    } else {
+      ADD_FAILURE() << "unexpected wire type of field " << field.number();
+    }
+  }
+  return fields;
+}
+
+// The values of trailing metadata `key`.
+std::vector<std::string> Trailers(const grpc::ClientContext& context, const std::string& key) {
+  std::vector<std::string> values;
+  const auto [begin, end] = context.GetServerTrailingMetadata().equal_range(key);
+  for (auto it = begin; it != end; ++it) values.emplace_back(it->second.data(), it->second.size());
+  return values;
+}
+
+// A new task beyond --max_pending is RESOURCE_EXHAUSTED with a message saying what is full and
+// what to do, a retry-after-ms trailer and a google.rpc.Status (RetryInfo of 1 s, QuotaFailure) in
+// grpc-status-details-bin; a repeat of an accepted task is answered OK; a finished task frees its
+// place; the refusals are counted and the limit is exposed.
+TEST_F(ServerTest, MaxPendingRefusesWithRetryHint) {
+  options_.max_pending = 2;
+  EnableMetrics();
+  ScheduleIn("a", absl::Seconds(5));
+  ScheduleIn("b", absl::Seconds(5));
+
+  v1::ScheduleRequest request;
+  request.set_queue("q");
+  request.set_task_id("c");
+  request.set_payload("payload of c");
+  *request.mutable_delay() = ToProto(absl::Seconds(5));
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  v1::ScheduleResponse response;
+  const grpc::Status refused = scheduler_->Schedule(&context, request, &response);
+  ASSERT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << refused.error_message();
+  EXPECT_EQ(refused.error_message(),
+            "the server is full: it holds 2 unfinished (scheduled, ready or leased) tasks, its "
+            "limit (--max_pending=2); retry later, once consumers have finished tasks, or ask "
+            "the operator to add consumers or raise --max_pending");
+  EXPECT_EQ(Trailers(context, "retry-after-ms"), std::vector<std::string>{"1000"});
+
+  // grpc-status-details-bin: google.rpc.Status{code 8, the message, details [Any, Any]}.
+  ASSERT_FALSE(refused.error_details().empty()) << "no grpc-status-details-bin";
+  const Fields status = FieldsOf(refused.error_details());
+  ASSERT_EQ(status.varints.count(1), 1u);
+  EXPECT_EQ(status.varints.find(1)->second, 8u);  // RESOURCE_EXHAUSTED
+  EXPECT_EQ(status.All(2), std::vector<std::string>{refused.error_message()});
+  std::vector<google::protobuf::Any> details;
+  for (const std::string& any : status.All(3)) {
+    ASSERT_TRUE(details.emplace_back().ParseFromString(any));
+  }
+  ASSERT_EQ(details.size(), 2u);
+  EXPECT_EQ(details[0].type_url(), "type.googleapis.com/google.rpc.RetryInfo");
+  const std::vector<std::string> retry_delays = FieldsOf(details[0].value()).All(1);
+  ASSERT_EQ(retry_delays.size(), 1u);
+  google::protobuf::Duration retry_delay;
+  ASSERT_TRUE(retry_delay.ParseFromString(retry_delays[0]));
+  EXPECT_EQ(retry_delay.seconds(), 1);
+  EXPECT_EQ(retry_delay.nanos(), 0);
+  EXPECT_EQ(details[1].type_url(), "type.googleapis.com/google.rpc.QuotaFailure");
+  const std::vector<std::string> violations = FieldsOf(details[1].value()).All(1);
+  ASSERT_EQ(violations.size(), 1u);
+  const Fields violation = FieldsOf(violations[0]);
+  EXPECT_EQ(violation.All(1), std::vector<std::string>{"max_pending"});
+  EXPECT_EQ(violation.All(2), std::vector<std::string>{refused.error_message()});
+
+  // Nothing was stored for the refused task; a repeat of an accepted one is still answered OK.
+  v1::GetStatusResponse unknown;
+  EXPECT_EQ(GetStatus("c", &unknown).error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(TimeOf(ScheduleIn("a", absl::Seconds(5)).due_time()), kStart + absl::Seconds(5));
+
+  // Calls that are not refused carry no hint.
+  grpc::ClientContext ok_context;
+  SetDeadline(&ok_context);
+  v1::GetStatusRequest get;
+  get.set_task_id("a");
+  v1::GetStatusResponse got;
+  ASSERT_TRUE(scheduler_->GetStatus(&ok_context, get, &got).ok());
+  EXPECT_THAT(Trailers(ok_context, "retry-after-ms"), IsEmpty());
+
+  // A cancelled task frees its place: one more is accepted, then the server is full again.
+  v1::CancelResponse cancelled;
+  ASSERT_TRUE(Cancel("a", &cancelled).ok());
+  ScheduleIn("c", absl::Seconds(5));
+  v1::ScheduleResponse again;
+  request.set_task_id("d");
+  EXPECT_EQ(Schedule(request, &again).error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+
+  const std::string metrics = Metrics();
+  EXPECT_EQ(SeriesValue(metrics, "hourglass_pending_limit"), 2);
+  EXPECT_EQ(SeriesValue(metrics, "hourglass_tasks_rejected_total{reason=\"max_pending\"}"), 2);
+  EXPECT_EQ(SeriesValue(metrics, "hourglass_tasks_scheduled_total{queue=\"q\"}"), 3);
+  EXPECT_EQ(SeriesValue(metrics,
+                        "hourglass_grpc_server_handled_total{grpc_code="
+                        "\"RESOURCE_EXHAUSTED\",grpc_method=\"Schedule\",grpc_service="
+                        "\"hourglass.v1.SchedulerService\"}"),
+            2);
+}
+
+// In a ScheduleBatch the items beyond --max_pending are RESOURCE_EXHAUSTED one by one while the
+// others are accepted; the batch carries retry-after-ms (once) and, since it succeeds, no status
+// details.
+TEST_F(ServerTest, MaxPendingRefusesBatchItemsBeyondTheLimit) {
+  options_.max_pending = 3;
+  RestartServer();
+  ScheduleIn("taken", absl::Seconds(5));
+  v1::ScheduleBatchRequest batch;
+  for (const char* id : {"b-1", "taken", "b-2", "b-3", "b-4"}) {
+    v1::ScheduleRequest* item = batch.add_requests();
+    item->set_queue("q");
+    item->set_task_id(id);
+    item->set_payload(absl::StrCat("payload of ", id));
+    *item->mutable_delay() = ToProto(absl::Seconds(5));
+  }
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  v1::ScheduleBatchResponse response;
+  const grpc::Status status = scheduler_->ScheduleBatch(&context, batch, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_EQ(response.results_size(), 5);
+  EXPECT_EQ(response.results(0).code(), 0);
+  EXPECT_EQ(response.results(1).code(), 0);  // an idempotent repeat: answered although full
+  EXPECT_EQ(response.results(1).response().task_id(), "taken");
+  EXPECT_EQ(response.results(2).code(), 0);
+  for (int i : {3, 4}) {
+    EXPECT_EQ(response.results(i).code(), static_cast<int>(grpc::StatusCode::RESOURCE_EXHAUSTED));
+    EXPECT_THAT(response.results(i).message(), HasSubstr("--max_pending=3"));
+    EXPECT_FALSE(response.results(i).has_response());
+  }
+  EXPECT_EQ(Trailers(context, "retry-after-ms"), std::vector<std::string>{"1000"});
+  EXPECT_THAT(Trailers(context, "grpc-status-details-bin"), IsEmpty());
+  EXPECT_EQ(Status("b-2").state(), v1::TASK_STATE_SCHEDULED);
+  v1::GetStatusResponse unknown;
+  EXPECT_EQ(GetStatus("b-3", &unknown).error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+// Tasks recovered at start count against --max_pending; consumers keep leasing and acking while
+// Schedule is refused, and each ack frees a place.
+TEST_F(ServerTest, MaxPendingCountsRecoveredTasksAndAcksFreeRoom) {
+  ScheduleIn("r-1", absl::ZeroDuration());
+  ScheduleIn("r-2", absl::ZeroDuration());
+  options_.max_pending = 2;
+  RestartServer();
+  v1::ScheduleRequest request;
+  request.set_queue("q");
+  request.set_task_id("n-1");
+  request.set_payload("payload of n-1");
+  v1::ScheduleResponse response;
+  EXPECT_EQ(Schedule(request, &response).error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  ASSERT_TRUE(EventuallyState("r-1", v1::TASK_STATE_READY));
+  ASSERT_TRUE(EventuallyState("r-2", v1::TASK_STATE_READY));
+  std::vector<v1::LeasedTask> leased = LeaseNow(2);
+  ASSERT_EQ(leased.size(), 2u);
+  EXPECT_EQ(Schedule(request, &response).error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  ASSERT_TRUE(Ack(leased[0].task_id(), leased[0].lease_token()).ok());
+  EXPECT_TRUE(Schedule(request, &response).ok());
+  request.set_task_id("n-2");
+  EXPECT_EQ(Schedule(request, &response).error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+}
+
+// A server with the tightest resource quota that --max_grpc_threads and --grpc_memory_bytes
+// admit still serves the largest valid request (a payload of --max_payload_bytes), repeatedly.
+// (The e2e test test_overload checks server reflection, a synchronous handler, under it.)
+TEST_F(ServerTest, TightResourceQuotaStillServes) {
+  options_.max_grpc_threads = 2;
+  options_.grpc_memory_bytes = int64_t{16} << 20;
+  RestartServer();
+  v1::ScheduleRequest request;
+  request.set_queue("q");
+  request.set_task_id("big");
+  request.set_payload(std::string(options_.limits.max_payload_bytes, 'x'));
+  v1::ScheduleResponse response;
+  for (int i = 0; i < 3; ++i) {
+    const grpc::Status status = Schedule(request, &response);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+  }
+  EXPECT_EQ(Status("big").payload_size_bytes(), options_.limits.max_payload_bytes);
+}
+
+// --max_pending, --max_grpc_threads and --grpc_memory_bytes: 0 turns each off; bad values name the
+// flag and the limit.
+TEST(ValidateOptionsTest, OverloadFlags) {
+  auto with = [](std::function<void(ServerOptions*)> edit) {
+    ServerOptions options;
+    edit(&options);
+    return ValidateOptions(options);
+  };
+  const ServerOptions defaults;
+  EXPECT_EQ(defaults.max_pending, 5'000'000);
+  EXPECT_EQ(defaults.max_grpc_threads, 64);
+  EXPECT_EQ(defaults.grpc_memory_bytes, int64_t{256} << 20);
+  EXPECT_TRUE(with([](ServerOptions* o) { o->max_pending = 0; }).ok());
+  EXPECT_TRUE(with([](ServerOptions* o) { o->max_pending = 1; }).ok());
+  EXPECT_TRUE(with([](ServerOptions* o) { o->max_grpc_threads = 0; }).ok());
+  EXPECT_TRUE(with([](ServerOptions* o) { o->max_grpc_threads = 2; }).ok());
+  EXPECT_TRUE(with([](ServerOptions* o) { o->grpc_memory_bytes = 0; }).ok());
+  EXPECT_TRUE(with([](ServerOptions* o) { o->grpc_memory_bytes = int64_t{16} << 20; }).ok());
+  const std::string memory_limit =
+      "--grpc_memory_bytes must be 0 (no bound) or between 16777216 (4 of the largest requests "
+      "that --max_payload_bytes admits, at least 16 MiB) and 1099511627776, got ";
+  const std::string big_memory_limit =
+      "--grpc_memory_bytes must be 0 (no bound) or between 33554432 (4 of the largest requests "
+      "that --max_payload_bytes admits, at least 16 MiB) and 1099511627776, got 16777216";
+  struct Case {
+    std::function<void(ServerOptions*)> edit;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {[](ServerOptions* o) { o->max_pending = -1; },
+       "--max_pending must be >= 0 (0: no limit), got -1"},
+      {[](ServerOptions* o) { o->max_grpc_threads = 1; },
+       "--max_grpc_threads must be 0 (no bound) or between 2 and 100000, got 1"},
+      {[](ServerOptions* o) { o->max_grpc_threads = -1; },
+       "--max_grpc_threads must be 0 (no bound) or between 2 and 100000, got -1"},
+      {[](ServerOptions* o) { o->grpc_memory_bytes = (int64_t{16} << 20) - 1; },
+       memory_limit + "16777215"},
+      {[](ServerOptions* o) { o->grpc_memory_bytes = -1; }, memory_limit + "-1"},
+      {[](ServerOptions* o) { o->grpc_memory_bytes = (int64_t{1} << 40) + 1; },
+       memory_limit + "1099511627777"},
+      // 7 MiB payloads make 8 MiB requests: at least 32 MiB.
+      {[](ServerOptions* o) {
+         o->limits.max_payload_bytes = 7 << 20;
+         o->grpc_memory_bytes = int64_t{16} << 20;
+       },
+       big_memory_limit},
+  };
+  for (const Case& c : cases) {
+    const absl::Status status = with(c.edit);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << c.message;
+    EXPECT_EQ(status.message(), c.message);
+  }
 }
 
 }  // namespace
