@@ -47,8 +47,6 @@ from support import (
 SECOND_NS = 1_000_000_000
 MS_NS = 1_000_000
 ALLOW_LOOPBACK = "--push_allowlist=127.0.0.0/8"
-# Dedicated servers stop in a fraction of a second instead of the default grace's one.
-QUICK_STOP = "--shutdown_grace=250ms"
 MIN_BACKOFF_S = 0.2
 # Slack for "no sooner than": the receiver's clock reads a little after the server's.
 EARLY_TOLERANCE_S = EARLY_TOLERANCE_NS / 1e9
@@ -217,7 +215,9 @@ class HttpReceiver:
         self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.http.daemon_threads = True
         self.port = self.http.server_address[1]
-        self._thread = threading.Thread(target=self.http.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self.http.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
 
     def url(self, path="/hook"):
@@ -263,7 +263,7 @@ def ok(_received):
 def push_server(work_dir):
     """A server that may deliver to loopback, shared by the tests of this file that wait for
     their own tasks to finish."""
-    server = support.Server(os.path.join(work_dir, "push-data"), (ALLOW_LOOPBACK, QUICK_STOP))
+    server = support.Server(os.path.join(work_dir, "push-data"), (ALLOW_LOOPBACK,))
     server.start()
     try:
         yield server
@@ -656,7 +656,7 @@ def test_http_connection_closed_without_answer_is_retried(push_client, http_rece
 def test_hanging_queue_is_isolated(start_server, http_receiver):
     # Tasks of queue "slow" hang beyond their 1 s dispatch deadline; at most 2 of them are in
     # flight at once, and the 30 tasks of queue "fast" are all delivered meanwhile.
-    server = start_server(ALLOW_LOOPBACK, QUICK_STOP, "--push_workers=4", "--queue_concurrency=2")
+    server = start_server(ALLOW_LOOPBACK, "--push_workers=4", "--queue_concurrency=2")
     client = server.client()
     slow_receiver = http_receiver(lambda received: (slow_receiver.hang(), (200, {}, b"late"))[1])
     fast_receiver = http_receiver(ok)
@@ -1048,7 +1048,7 @@ def test_allowlist_admits_only_its_ranges(start_server, http_receiver):
     # --push_allowlist=127.0.0.1/32 admits that address and nothing else of loopback, both at
     # Schedule (IP literals) and when a host name is resolved.
     receiver = http_receiver(ok)
-    server = start_server("--push_allowlist=127.0.0.1/32", QUICK_STOP)
+    server = start_server("--push_allowlist=127.0.0.1/32")
     client = server.client()
     queue = unique("allow")
     expect_invalid_argument(
@@ -1244,7 +1244,8 @@ def test_get_status_shows_target_but_not_its_headers(client):
 
 def test_kill9_during_delivery_redelivers_after_the_claim(start_server, work_dir, http_receiver):
     # A server killed while a delivery hangs recovers the task as LEASED; when the claim
-    # (dispatch_deadline + 10 s) runs out it is delivered again and succeeds.
+    # (dispatch_deadline + 10 s) runs out it is delivered again and succeeds. Another task,
+    # due while the server was down, is delivered right after the restart.
     mode = {"hang": True}
 
     def respond(received):
@@ -1254,7 +1255,7 @@ def test_kill9_during_delivery_redelivers_after_the_claim(start_server, work_dir
 
     receiver = http_receiver(respond)
     data_dir = tempfile.mkdtemp(prefix="push-kill9-", dir=work_dir)
-    server = start_server(ALLOW_LOOPBACK, QUICK_STOP, data_dir=data_dir)
+    server = start_server(ALLOW_LOOPBACK, data_dir=data_dir)
     client = server.client()
     task_id = unique("crash")
     client.schedule(
@@ -1268,14 +1269,27 @@ def test_kill9_during_delivery_redelivers_after_the_claim(start_server, work_dir
     wait_until(lambda: receiver.of(task_id), 10, what="the first delivery attempt")
     first = receiver.of(task_id)[0]
     assert client.status(task_id).state == State.TASK_STATE_LEASED
+    while_down = client.schedule(
+        queue=unique("down"),
+        delay=duration(1),
+        retry_policy=retry_policy(),
+        http_target=http_target(receiver.url("/while-down")),
+    )
     server.kill()
     mode["hang"] = False
+    assert receiver.of(while_down.task_id) == [], "delivered before it was due"
+    time.sleep(max(0.0, (ns(while_down.due_time) - now_ns()) / 1e9) + 0.2)
 
-    server = start_server(ALLOW_LOOPBACK, QUICK_STOP, data_dir=data_dir)
+    restarted = time.monotonic()
+    server = start_server(ALLOW_LOOPBACK, data_dir=data_dir)
     client = server.client()
     task = client.status(task_id)
     assert task.state == State.TASK_STATE_LEASED, State.Name(task.state)
     assert task.attempts == 1
+    wait_state(client, while_down.task_id, State.TASK_STATE_SUCCEEDED, timeout_s=10)
+    (received,) = receiver.of(while_down.task_id)
+    assert received.monotonic - restarted < 5, "the task due while down waited"
+    assert client.status(task_id).state == State.TASK_STATE_LEASED  # still claimed
     task = wait_state(client, task_id, State.TASK_STATE_SUCCEEDED, timeout_s=40)
     requests = receiver.of(task_id)
     assert len(requests) == 2, f"{len(requests)} requests"
@@ -1287,27 +1301,6 @@ def test_kill9_during_delivery_redelivers_after_the_claim(start_server, work_dir
     # Not before the claim ran out: 3 s + 10 s after the attempt started.
     gap_s = second.monotonic - first.monotonic
     assert gap_s >= 12.5, f"delivered again {gap_s:.1f} s after the first attempt"
-
-
-def test_task_due_while_the_server_was_down_is_delivered_at_start(
-    start_server, work_dir, http_receiver
-):
-    # A push task that became due while the server was stopped is delivered right after start.
-    receiver = http_receiver(ok)
-    data_dir = tempfile.mkdtemp(prefix="push-down-", dir=work_dir)
-    server = start_server(ALLOW_LOOPBACK, QUICK_STOP, data_dir=data_dir)
-    client = server.client()
-    scheduled = client.schedule(
-        queue=unique("down"), delay=duration(2.5), http_target=http_target(receiver.url())
-    )
-    stop_server(server)
-    assert receiver.of(scheduled.task_id) == []
-    time.sleep(max(0.0, (ns(scheduled.due_time) - now_ns()) / 1e9) + 0.2)
-    restarted = time.monotonic()
-    server = start_server(ALLOW_LOOPBACK, QUICK_STOP, data_dir=data_dir)
-    wait_state(server.client(), scheduled.task_id, State.TASK_STATE_SUCCEEDED, timeout_s=10)
-    (received,) = receiver.of(scheduled.task_id)
-    assert received.monotonic - restarted < 5
 
 
 def test_sigterm_during_delivery_releases_the_task(start_server, work_dir, http_receiver):
@@ -1341,7 +1334,7 @@ def test_sigterm_during_delivery_releases_the_task(start_server, work_dir, http_
     assert took_s < 3 + 2, f"shutdown took {took_s:.1f} s with a delivery in progress"
 
     restarted = time.monotonic()
-    server = start_server(ALLOW_LOOPBACK, QUICK_STOP, data_dir=data_dir)
+    server = start_server(ALLOW_LOOPBACK, data_dir=data_dir)
     client = server.client()
     task = wait_state(client, task_id, State.TASK_STATE_SUCCEEDED, timeout_s=10)
     first, second = receiver.of(task_id)
@@ -1353,65 +1346,70 @@ def test_sigterm_during_delivery_releases_the_task(start_server, work_dir, http_
 
 
 # --- 8. what a receiver or a header must never do: crash the server -----------------------
-# SERVER BUG (both tests below fail against the first push build): the server aborts. After a
-# restart the task is LEASED by its old claim and is delivered again when the claim runs out,
-# so the same receiver crashes it again: a crash loop that one push target can cause.
+# Both crashed the first push build (abort()); after a restart the task was delivered again when
+# its claim ran out and the server crashed again: a crash loop that one push target could cause.
 
 MAX_DELAY_NS = 730 * 24 * 3600 * SECOND_NS  # the default --max_delay
 
 
-@pytest.mark.parametrize("retry_after", ["100000000", "Fri, 31 Dec 9999 23:59:59 GMT"])
-def test_huge_retry_after_does_not_crash_the_server(start_server, http_receiver, retry_after):
-    # SERVER BUG: a Retry-After beyond the timing wheel's horizon (~795 days; here 3.2 years
-    # and the year 9999) makes FinishPush arm a timer the wheel refuses, and the server
-    # abort()s ("fatal: arming a timer failed"). Expected: the server stays up and the retry
-    # is due within --max_delay (a receiver's Retry-After must be clamped).
-    receiver = http_receiver(lambda received: (503, {"Retry-After": retry_after}, b"later"))
-    server = start_server(ALLOW_LOOPBACK, QUICK_STOP)
-    client = server.client()
-    task_id = unique("retry-after")
-    client.schedule(
-        queue=unique("retry-after"),
-        task_id=task_id,
-        delay=duration(0.3),
-        retry_policy=retry_policy(),
-        http_target=http_target(receiver.url()),
-    )
-    wait_until(lambda: receiver.of(task_id), 10, what="the delivery attempt")
+def test_huge_retry_after_does_not_crash_the_server(push_server, push_client, http_receiver):
+    # A Retry-After beyond the timing wheel's horizon (~795 days; here 3.2 years, and an HTTP
+    # date in the year 9999) once made FinishPush arm a timer the wheel refused: abort(). The
+    # server must stay up and the retry be due within --max_delay.
+    server, client = push_server, push_client
+    queue = unique("retry-after")
+    tasks = {}
+    for retry_after in ("100000000", "Fri, 31 Dec 9999 23:59:59 GMT"):
+        receiver = http_receiver(
+            lambda received, value=retry_after: (503, {"Retry-After": value}, b"later")
+        )
+        task_id = unique("retry-after")
+        client.schedule(
+            queue=queue,
+            task_id=task_id,
+            delay=duration(0.3),
+            retry_policy=retry_policy(),
+            http_target=http_target(receiver.url()),
+        )
+        tasks[task_id] = (retry_after, receiver)
+    for task_id, (retry_after, receiver) in tasks.items():
+        wait_until(lambda: receiver.of(task_id), 10, what="the delivery attempt")
     time.sleep(1.0)
     assert (
         server.running()
-    ), f"the server died after a 503 with Retry-After: {retry_after}\n" + server.log_tail(5)
-    task = client.status(task_id)
-    assert task.state == State.TASK_STATE_SCHEDULED, State.Name(task.state)
-    assert task.attempts == 1
-    assert task.last_error.startswith("HTTP 503"), task.last_error
-    assert now_ns() < ns(task.due_time) <= now_ns() + MAX_DELAY_NS
+    ), "the server died after a 503 with a huge Retry-After\n" + server.log_tail(5)
+    for task_id, (retry_after, _) in tasks.items():
+        task = client.status(task_id)
+        assert task.state == State.TASK_STATE_SCHEDULED, (retry_after, State.Name(task.state))
+        assert task.attempts == 1
+        assert task.last_error.startswith("HTTP 503"), task.last_error
+        assert now_ns() < ns(task.due_time) <= now_ns() + MAX_DELAY_NS, retry_after
 
 
-@pytest.mark.parametrize("value", ["caf\u00e9", "a\tb"])
-def test_grpc_metadata_value_does_not_crash_the_server(start_server, invoices, value):
-    # SERVER BUG: a task header value that is valid for HTTP but not as gRPC metadata (a byte
-    # >= 0x80, a tab) passes Schedule's validation for a grpc_target; the gRPC library then
-    # fails "validate_metadata: Illegal header value ... API misuse ... assertion failed" and
-    # the server aborts. Expected: INVALID_ARGUMENT naming "headers" at Schedule (gRPC metadata
-    # values are printable ASCII unless the key ends in -bin), or at least no crash.
-    server = start_server(ALLOW_LOOPBACK, QUICK_STOP)
-    client = server.client()
-    try:
-        schedule_invoice(
-            client,
-            invoices,
-            "inv-metadata",
-            delay=duration(0.3),
-            headers={"x-note": value},
-            retry_policy=retry_policy(max_attempts=2),
-        )
-    except grpc.RpcError as error:
-        assert error.code() == StatusCode.INVALID_ARGUMENT, error
-        assert "headers" in error.details(), error.details()
-        return
-    time.sleep(1.5)
-    assert (
-        server.running()
-    ), f"the server died delivering a gRPC task with header value {value!r}\n" + server.log_tail(5)
+def test_grpc_metadata_value_does_not_crash_the_server(push_server, push_client, invoices):
+    # A task header value that is valid for HTTP but not as gRPC metadata (a byte >= 0x80, a
+    # tab) once passed Schedule for a grpc_target, and gRPC aborted the server ("API misuse").
+    # Expected: INVALID_ARGUMENT naming "headers" at Schedule (gRPC metadata values are
+    # printable ASCII unless the key ends in -bin), or at least no crash.
+    server, client = push_server, push_client
+    accepted = []
+    for value in ("caf\u00e9", "a\tb"):
+        try:
+            schedule_invoice(
+                client,
+                invoices,
+                "inv-metadata",
+                delay=duration(0.3),
+                headers={"x-note": value},
+                retry_policy=retry_policy(max_attempts=2),
+            )
+            accepted.append(value)
+        except grpc.RpcError as error:
+            assert error.code() == StatusCode.INVALID_ARGUMENT, (value, error)
+            assert "headers" in error.details(), error.details()
+    if accepted:
+        time.sleep(1.5)
+    assert server.running(), (
+        f"the server died delivering gRPC tasks with header values {accepted!r}\n"
+        + server.log_tail(5)
+    )
