@@ -136,6 +136,11 @@ def metrics(server):
     return parse_metrics(scrape(server))
 
 
+def metric_delta(before, after, name, **labels):
+    """How much a counter grew between two scrapes."""
+    return metric_value(after, name, **labels) - metric_value(before, name, **labels)
+
+
 def rfc3339_ns(text):
     """Nanoseconds since the epoch of an RFC 3339 UTC time such as 2026-11-28T14:30:00.123Z."""
     match = re.fullmatch(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?Z", text)
@@ -294,7 +299,7 @@ def test_http_delivery_headers_body_retry_and_due_time(push_server, push_client,
     before = metrics(push_server)
     queue = unique("hooks")
     target_headers = {"Content-Type": "application/json", "Authorization": "Bearer t0ken"}
-    tasks = {}  # task_id -> (payload, task headers, delay, monotonic before Schedule, response)
+    tasks = {}  # task_id -> (index, payload, headers, delay, monotonic before Schedule, response)
     for i in range(6):
         task_id = unique(f"push{i}")
         if i % 2 == 0:
@@ -312,9 +317,9 @@ def test_http_delivery_headers_body_retry_and_due_time(push_server, push_client,
             retry_policy=retry_policy(),
             http_target=http_target(receiver.url(f"/orders/{i}?x=1"), target_headers),
         )
-        tasks[task_id] = (payload, task_headers, delay_s, sent, response)
+        tasks[task_id] = (i, payload, task_headers, delay_s, sent, response)
 
-    for task_id, (payload, task_headers, delay_s, sent, response) in tasks.items():
+    for task_id, (index, payload, task_headers, delay_s, sent, response) in tasks.items():
         expected_attempts = 2 if task_id in fail_first else 1
         task = wait_state(push_client, task_id, State.TASK_STATE_SUCCEEDED)
         assert task.attempts == expected_attempts, f"{task_id}: attempts {task.attempts}"
@@ -322,7 +327,6 @@ def test_http_delivery_headers_body_retry_and_due_time(push_server, push_client,
         assert len(requests) == expected_attempts, f"{task_id}: {len(requests)} requests"
         due = ns(response.due_time)
         for attempt, received in enumerate(requests, start=1):
-            index = int(task_id.split("-")[0][len("push") :])
             assert received.method == "POST"
             assert received.path == f"/orders/{index}?x=1"
             assert received.body == payload
@@ -351,12 +355,11 @@ def test_http_delivery_headers_body_retry_and_due_time(push_server, push_client,
             assert task.last_error.startswith("HTTP 503"), task.last_error
 
     after = metrics(push_server)
-    delta = lambda name, **labels: metric_value(after, name, **labels) - metric_value(  # noqa
-        before, name, **labels
-    )
-    assert delta("hourglass_push_deliveries_total", target="http", outcome="succeeded") == 6
-    assert delta("hourglass_push_deliveries_total", target="http", outcome="retried") == 3
-    assert delta("hourglass_push_delivery_duration_seconds_count", target="http") == 9
+    deliveries = "hourglass_push_deliveries_total"
+    assert metric_delta(before, after, deliveries, target="http", outcome="succeeded") == 6
+    assert metric_delta(before, after, deliveries, target="http", outcome="retried") == 3
+    durations = "hourglass_push_delivery_duration_seconds_count"
+    assert metric_delta(before, after, durations, target="http") == 9
     # Settles at 0 (it also counts workers looking for more work, for a few ms after the end).
     wait_until(
         lambda: metric_value(metrics(push_server), "hourglass_push_in_flight", queue=queue) == 0,
@@ -386,7 +389,11 @@ def test_http_default_content_type_and_large_payload(push_client, http_receiver)
 def test_push_tasks_are_never_leased(push_client, http_receiver):
     # In a queue with pull and push tasks, Lease hands out only the pull task, even while the
     # push task is due (its delivery takes a second).
-    receiver = http_receiver(lambda received: (receiver.hang(1.0), (200, {}, b"ok"))[1])
+    def respond(received):
+        receiver.hang(1.0)
+        return 200, {}, b"ok"
+
+    receiver = http_receiver(respond)
     queue = unique("mixed")
     push = push_client.schedule(
         queue=queue, payload=b"push", http_target=http_target(receiver.url())
@@ -475,7 +482,7 @@ def test_http_500_dead_list_and_retry(push_server, push_client, http_receiver):
     ):
         other.page_size = 1
         other.page_token = first_token
-        expect_error(StatusCode.INVALID_ARGUMENT, push_client.scheduler.ListTasks, other)
+        expect_invalid_argument("page_token", push_client.scheduler.ListTasks, other)
     expect_invalid_argument(
         "page_token",
         push_client.scheduler.ListTasks,
@@ -551,11 +558,8 @@ def test_http_404_is_dead_at_once(push_server, push_client, http_receiver):
     time.sleep(MIN_BACKOFF_S * 2)
     assert len(receiver.of(task_id)) == 1
     after = metrics(push_server)
-    assert (
-        metric_value(after, "hourglass_push_deliveries_total", target="http", outcome="dead")
-        - metric_value(before, "hourglass_push_deliveries_total", target="http", outcome="dead")
-        == 1
-    )
+    deliveries = "hourglass_push_deliveries_total"
+    assert metric_delta(before, after, deliveries, target="http", outcome="dead") == 1
 
 
 def test_http_429_retry_after_is_honoured(push_client, http_receiver):
@@ -658,7 +662,12 @@ def test_hanging_queue_is_isolated(start_server, http_receiver):
     # flight at once, and the 30 tasks of queue "fast" are all delivered meanwhile.
     server = start_server(ALLOW_LOOPBACK, "--push_workers=4", "--queue_concurrency=2")
     client = server.client()
-    slow_receiver = http_receiver(lambda received: (slow_receiver.hang(), (200, {}, b"late"))[1])
+
+    def hang(received):
+        slow_receiver.hang()
+        return 200, {}, b"late"
+
+    slow_receiver = http_receiver(hang)
     fast_receiver = http_receiver(ok)
 
     in_flight = {"slow": [], "fast": []}
@@ -860,13 +869,12 @@ def test_grpc_delivery(push_server, push_client, invoices):
     assert 0 < invoices.time_remaining["slow-1"] <= 1.05  # grpc-timeout rounds up
 
     after = metrics(push_server)
-    delta = lambda name, **labels: metric_value(after, name, **labels) - metric_value(  # noqa
-        before, name, **labels
-    )
-    assert delta("hourglass_push_deliveries_total", target="grpc", outcome="succeeded") == 2
-    assert delta("hourglass_push_deliveries_total", target="grpc", outcome="retried") == 1
-    assert delta("hourglass_push_deliveries_total", target="grpc", outcome="dead") == 3
-    assert delta("hourglass_push_delivery_duration_seconds_count", target="grpc") == 6
+    deliveries = "hourglass_push_deliveries_total"
+    assert metric_delta(before, after, deliveries, target="grpc", outcome="succeeded") == 2
+    assert metric_delta(before, after, deliveries, target="grpc", outcome="retried") == 1
+    assert metric_delta(before, after, deliveries, target="grpc", outcome="dead") == 3
+    durations = "hourglass_push_delivery_duration_seconds_count"
+    assert metric_delta(before, after, durations, target="grpc") == 6
 
 
 def test_grpc_connection_refused_is_retried(push_client):
@@ -1036,10 +1044,8 @@ def test_host_name_resolving_to_loopback_is_refused(server, client, kind):
         time.sleep(0.3)
         assert listener.accepted == 0, f"{listener.accepted} connection(s) reached {name}"
         after = metrics(server)
-        refused = lambda samples: metric_value(  # noqa: E731
-            samples, "hourglass_push_deliveries_total", target=kind, outcome="refused"
-        )
-        assert refused(after) - refused(before) == 1
+        deliveries = "hourglass_push_deliveries_total"
+        assert metric_delta(before, after, deliveries, target=kind, outcome="refused") == 1
     finally:
         listener.close()
 
