@@ -386,6 +386,50 @@ def test_http_default_content_type_and_large_payload(push_client, http_receiver)
     assert received.body == payload
 
 
+def test_http_empty_header_value_is_sent(push_client, http_receiver):
+    # SERVER BUG (fails against the push build of 14:51): a header with an empty value, which
+    # Schedule accepts, is silently left out of the request (libcurl reads "Name: " with
+    # nothing after the colon as "remove this header"; an empty "Accept" even removes curl's
+    # own). gRPC pushes do send empty values. Expected: the header arrives with value "".
+    receiver = http_receiver(ok)
+    task_id = unique("empty")
+    push_client.schedule(
+        queue=unique("empty"),
+        task_id=task_id,
+        headers={"X-Empty-Task": ""},
+        http_target=http_target(receiver.url(), {"X-Empty-Target": ""}),
+    )
+    wait_state(push_client, task_id, State.TASK_STATE_SUCCEEDED)
+    (received,) = receiver.of(task_id)
+    assert received.header("X-Empty-Target") == "", received.headers.items()
+    assert received.header("X-Empty-Task") == "", received.headers.items()
+
+
+def test_http_header_set_by_target_and_task_is_sent_once(push_client, http_receiver):
+    # SERVER BUG (fails against the push build of 14:51): a header named in both
+    # http_target.headers and the task's headers (any case) is sent twice, e.g. two
+    # Content-Type fields, which RFC 9110 forbids for a singleton field; receivers may reject
+    # the request or pick either. Expected: INVALID_ARGUMENT naming "headers" at Schedule, or
+    # one Content-Type field on the wire.
+    receiver = http_receiver(ok)
+    task_id = unique("twice")
+    try:
+        push_client.schedule(
+            queue=unique("twice"),
+            task_id=task_id,
+            headers={"content-type": "text/plain"},
+            http_target=http_target(receiver.url(), {"Content-Type": "application/json"}),
+        )
+    except grpc.RpcError as error:
+        assert error.code() == StatusCode.INVALID_ARGUMENT, error
+        assert "headers" in error.details(), error.details()
+        return
+    wait_state(push_client, task_id, State.TASK_STATE_SUCCEEDED)
+    (received,) = receiver.of(task_id)
+    content_types = received.headers.get_all("Content-Type")
+    assert len(content_types) == 1, f"Content-Type sent {len(content_types)} times: {content_types}"
+
+
 def test_push_tasks_are_never_leased(push_client, http_receiver):
     # In a queue with pull and push tasks, Lease hands out only the pull task, even while the
     # push task is due (its delivery takes a second).
