@@ -8,8 +8,10 @@ that the file stays fast.
 """
 
 import calendar
+import collections
 import concurrent.futures
 import os
+import random
 import re
 import shutil
 import socket
@@ -696,6 +698,56 @@ def test_http_connection_closed_without_answer_is_retried(push_client, http_rece
     task = wait_state(push_client, task_id, State.TASK_STATE_SUCCEEDED)
     assert task.attempts == 2
     assert len(receiver.of(task_id)) == 2
+
+
+def test_many_tasks_each_delivered_until_success(push_client, http_receiver):
+    # 400 push tasks over 4 queues, due within a second, a tenth of the answers 503: every
+    # task ends SUCCEEDED, and its attempts are exactly the requests the receiver got for it
+    # (none lost, none sent twice by the dispatcher).
+    rng = random.Random(20261128)
+    lock = threading.Lock()
+
+    def respond(received):
+        with lock:
+            fail = rng.random() < 0.1
+        return (503, {}, b"busy") if fail else (200, {}, b"ok")
+
+    receiver = http_receiver(respond)
+    queues = [unique(f"many{i}") for i in range(4)]
+    requests = [
+        scheduler_pb2.ScheduleRequest(
+            queue=queues[i % 4],
+            payload=str(i).encode(),
+            delay=duration((i % 10) / 10),
+            retry_policy=retry_policy(max_attempts=20, min_backoff_s=0.05, max_backoff_s=0.2),
+            http_target=http_target(receiver.url()),
+        )
+        for i in range(400)
+    ]
+    results = push_client.scheduler.ScheduleBatch(
+        scheduler_pb2.ScheduleBatchRequest(requests=requests)
+    ).results
+    assert all(r.code == 0 for r in results)
+    ids = [r.response.task_id for r in results]
+
+    def all_succeeded():
+        listed = []
+        for queue in queues:
+            page = push_client.scheduler.ListTasks(
+                scheduler_pb2.ListTasksRequest(
+                    queue=queue, state=State.TASK_STATE_SUCCEEDED, page_size=1000
+                )
+            )
+            listed.extend(page.tasks)
+        return listed if len(listed) == len(ids) else None
+
+    tasks = wait_until(all_succeeded, 20, interval_s=0.2, what="400 push tasks to succeed")
+    sent = collections.Counter(r.task_id for r in receiver.requests)
+    assert sorted(t.task_id for t in tasks) == sorted(ids)
+    mismatched = [
+        (t.task_id, t.attempts, sent[t.task_id]) for t in tasks if t.attempts != sent[t.task_id]
+    ]
+    assert not mismatched, f"attempts vs requests received: {mismatched[:5]}"
 
 
 # --- 3. a hanging queue does not hold up the others ---------------------------------------
