@@ -13,6 +13,7 @@ import concurrent.futures
 import os
 import random
 import re
+import shlex
 import shutil
 import socket
 import subprocess
@@ -27,6 +28,7 @@ import pytest
 
 import support
 from support import (
+    BINARY,
     EARLY_TOLERANCE_NS,
     REPO_ROOT,
     STUBS_DIR,
@@ -182,8 +184,9 @@ class HttpReceiver:
     (hang()); close() ends every hang.
     """
 
-    def __init__(self, respond):
+    def __init__(self, respond, host="127.0.0.1"):
         self.respond = respond
+        self.host = host
         self.requests = []
         self._lock = threading.Lock()
         self._released = threading.Event()
@@ -219,7 +222,7 @@ class HttpReceiver:
             def log_message(self, *args):
                 pass
 
-        self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.http = ThreadingHTTPServer((host, 0), Handler)
         self.http.daemon_threads = True
         self.port = self.http.server_address[1]
         self._thread = threading.Thread(
@@ -228,7 +231,7 @@ class HttpReceiver:
         self._thread.start()
 
     def url(self, path="/hook"):
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"http://{self.host}:{self.port}{path}"
 
     def of(self, task_id):
         with self._lock:
@@ -249,11 +252,11 @@ class HttpReceiver:
 
 @pytest.fixture
 def http_receiver():
-    """make(respond) -> a started HttpReceiver, closed at the end of the test."""
+    """make(respond, host="127.0.0.1") -> a started HttpReceiver, closed after the test."""
     receivers = []
 
-    def make(respond):
-        receiver = HttpReceiver(respond)
+    def make(respond, host="127.0.0.1"):
+        receiver = HttpReceiver(respond, host)
         receivers.append(receiver)
         return receiver
 
@@ -1226,6 +1229,77 @@ def test_push_flags_fail_fast(work_dir):
         )
         assert result.returncode != 0, f"{flags} started"
         assert name in result.stderr, f"{flags}: {result.stderr[-500:]}"
+
+
+MIXED_NAME = "mixed.hourglass.test"
+
+
+def server_seeing_hosts(work_dir, hosts_text, *flags):
+    """A started Server whose resolver reads `hosts_text` as its hosts file (a private mount
+    namespace: unshare -m, then a bind mount), or None where that is not possible (not root,
+    no unshare). The caller stops it."""
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        return None
+    scratch = tempfile.mkdtemp(prefix="hosts-", dir=work_dir)
+    hosts = os.path.join(scratch, "hosts")
+    with open(hosts, "w") as f:
+        f.write(hosts_text)
+    # sh -c SCRIPT HOSTS BINARY FLAGS...: $0 is the hosts file, "$@" the command.
+    mount_and_run = 'mount --bind "$0" /etc/hosts && exec "$@"'
+    probe = subprocess.run(
+        [unshare, "-m", "sh", "-c", mount_and_run, hosts, "true"], capture_output=True, timeout=10
+    )
+    if probe.returncode != 0:
+        return None
+    wrapper = os.path.join(scratch, "hourglass-with-hosts")
+    command = " ".join(
+        shlex.quote(word) for word in (unshare, "-m", "sh", "-c", mount_and_run, hosts, BINARY)
+    )
+    with open(wrapper, "w") as f:
+        f.write(f'#!/bin/sh\nexec {command} "$@"\n')
+    os.chmod(wrapper, 0o755)
+    server = support.Server(os.path.join(scratch, "data"), flags, binary=wrapper)
+    return server.start()
+
+
+def test_host_name_with_a_refused_and_an_allowed_address(work_dir, http_receiver):
+    # SERVER BUG (fails against the push build of 14:51): a host name that resolves to a
+    # refused address (127.0.0.1, tried first) and an admitted one (127.0.0.2, the allowlist):
+    # libcurl skips the refused address and POSTs to the admitted one, the receiver answers
+    # 200, and yet the attempt counts as "refused" (HttpPusher reports kRefused whenever any
+    # socket was refused): the task is DEAD with "refused to connect" although it was
+    # delivered, contrary to "nothing was sent". gRPC pushes use the first admitted address.
+    # Expected: SUCCEEDED after one request, or DEAD "refused" with no request at all.
+    receiver = http_receiver(ok, host="127.0.0.2")
+    server = server_seeing_hosts(
+        work_dir,
+        f"127.0.0.1 localhost\n127.0.0.1 {MIXED_NAME}\n127.0.0.2 {MIXED_NAME}\n",
+        "--push_allowlist=127.0.0.2/32",
+    )
+    if server is None:
+        pytest.skip("needs a private mount namespace (root and unshare) to fake a host name")
+    try:
+        client = server.client()
+        task_id = unique("mixed")
+        client.schedule(
+            queue=unique("mixed"),
+            task_id=task_id,
+            retry_policy=retry_policy(),
+            http_target=http_target(f"http://{MIXED_NAME}:{receiver.port}/hook"),
+        )
+        task = wait_final(client, task_id)
+        received = len(receiver.of(task_id))
+        if task.state == State.TASK_STATE_DEAD:
+            assert task.last_error.startswith("refused to connect"), task.last_error
+            assert (
+                received == 0
+            ), f"DEAD ({task.last_error!r}) although the receiver got {received} request(s)"
+        else:
+            assert task.state == State.TASK_STATE_SUCCEEDED, State.Name(task.state)
+            assert (task.attempts, received) == (1, 1)
+    finally:
+        stop_server(server)
 
 
 # --- 6. validation ------------------------------------------------------------------------
