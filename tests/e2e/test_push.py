@@ -61,38 +61,8 @@ FINAL_STATES = (State.TASK_STATE_SUCCEEDED, State.TASK_STATE_DEAD, State.TASK_ST
 
 
 def _import_receiver_stubs():
-    """billing.v1 stubs of tests/e2e/protos/receiver.proto.
-
-    Taken from HOURGLASS_PY_STUBS when tools/gen_python_stubs.sh generated them there; otherwise
-    generated here with protoc and grpc_python_plugin (PROTOC / GRPC_PYTHON_PLUGIN, or the ones
-    on PATH), exactly as that script would.
-    """
-    try:
-        import receiver_pb2
-        import receiver_pb2_grpc
-
-        return receiver_pb2, receiver_pb2_grpc
-    except ImportError:
-        pass
-    protoc = os.environ.get("PROTOC") or shutil.which("protoc")
-    plugin = os.environ.get("GRPC_PYTHON_PLUGIN") or shutil.which("grpc_python_plugin")
-    assert protoc and plugin, (
-        f"receiver_pb2 is not in {STUBS_DIR} and protoc / grpc_python_plugin are not on PATH "
-        "to generate it (set PROTOC and GRPC_PYTHON_PLUGIN)"
-    )
-    out = tempfile.mkdtemp(prefix="hourglass-e2e-receiver-stubs-")
-    subprocess.run(
-        [
-            protoc,
-            f"--proto_path={os.path.join(REPO_ROOT, 'tests', 'e2e', 'protos')}",
-            f"--python_out={out}",
-            f"--grpc_python_out={out}",
-            f"--plugin=protoc-gen-grpc_python={plugin}",
-            "receiver.proto",
-        ],
-        check=True,
-    )
-    sys.path.insert(0, out)
+    """billing.v1 stubs of tests/e2e/protos/receiver.proto, generated into HOURGLASS_PY_STUBS by
+    tools/gen_python_stubs.sh."""
     import receiver_pb2
     import receiver_pb2_grpc
 
