@@ -362,7 +362,7 @@ def test_http_default_content_type_and_large_payload(push_client, http_receiver)
 
 
 def test_http_empty_header_value_is_sent(push_client, http_receiver):
-    # SERVER BUG (fails against the push build of 14:51): a header with an empty value, which
+    # Regression (fixed in a9e81b9): a header with an empty value, which
     # Schedule accepts, is silently left out of the request (libcurl reads "Name: " with
     # nothing after the colon as "remove this header"; an empty "Accept" even removes curl's
     # own). gRPC pushes do send empty values. Expected: the header arrives with value "".
@@ -381,7 +381,7 @@ def test_http_empty_header_value_is_sent(push_client, http_receiver):
 
 
 def test_http_header_set_by_target_and_task_is_sent_once(push_client, http_receiver):
-    # SERVER BUG (fails against the push build of 14:51): a header named in both
+    # Regression (fixed in a9e81b9): a header named in both
     # http_target.headers and the task's headers (any case) is sent twice, e.g. two
     # Content-Type fields, which RFC 9110 forbids for a singleton field; receivers may reject
     # the request or pick either. Expected: INVALID_ARGUMENT naming "headers" at Schedule, or
@@ -1234,7 +1234,7 @@ def server_seeing_hosts(work_dir, hosts_text, *flags):
 
 
 def test_host_name_with_a_refused_and_an_allowed_address(work_dir, http_receiver):
-    # SERVER BUG (fails against the push build of 14:51): a host name that resolves to a
+    # Regression (fixed in a9e81b9): a host name that resolves to a
     # refused address (127.0.0.1, tried first) and an admitted one (127.0.0.2, the allowlist):
     # libcurl skips the refused address and POSTs to the admitted one, the receiver answers
     # 200, and yet the attempt counts as "refused" (HttpPusher reports kRefused whenever any
