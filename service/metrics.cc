@@ -59,6 +59,10 @@ class Metrics::GaugeCollectable final : public prometheus::Collectable {
   std::vector<GaugeSource> sources_ ABSL_GUARDED_BY(mu_);
 };
 
+std::vector<double> Metrics::PushBuckets() {
+  return {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300};
+}
+
 std::vector<double> Metrics::LatenessBuckets() {
   return {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
 }
@@ -185,6 +189,14 @@ Metrics::Metrics()
                          .Add({})) {
   snapshots_.Add({{"result", "ok"}});
   snapshots_.Add({{"result", "failed"}});
+  // Every push series exists from the start at 0, so that rate() and increase() see the first
+  // attempt of each (a series born at its first event loses that event to them).
+  for (const char* target : {"http", "grpc"}) {
+    for (const char* outcome : {"succeeded", "retried", "dead", "refused", "released"}) {
+      push_deliveries_.Add({{"target", target}, {"outcome", outcome}});
+    }
+    push_seconds_.Add({{"target", target}}, PushBuckets());
+  }
   RegisterBuildInfo(*registry_, HOURGLASS_VERSION);
 }
 
@@ -236,9 +248,7 @@ void Metrics::PushAttempted(absl::string_view queue, absl::string_view target,
                             absl::string_view outcome, absl::Duration elapsed) {
   push_deliveries_.Add({{"target", std::string(target)}, {"outcome", std::string(outcome)}})
       .Increment();
-  static const prometheus::Histogram::BucketBoundaries kBuckets = {
-      0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300};
-  push_seconds_.Add({{"target", std::string(target)}}, kBuckets)
+  push_seconds_.Add({{"target", std::string(target)}}, PushBuckets())
       .Observe(absl::ToDoubleSeconds(elapsed));
   if (outcome == "succeeded") {
     Delivered(queue, Outcome::kSucceeded);

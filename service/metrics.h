@@ -77,6 +77,8 @@ class Metrics final : public WalObserver {
 
   // Lateness histogram buckets, seconds: 0.5 ms to 60 s.
   static std::vector<double> LatenessBuckets();
+  // Push delivery duration buckets, seconds: 1 ms to 5 min.
+  static std::vector<double> PushBuckets();
 
  private:
   struct QueueMetrics {

@@ -1,7 +1,9 @@
 #include "service/validation.h"
 
 #include <algorithm>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
@@ -234,6 +236,17 @@ absl::Status ValidateTarget(const v1::ScheduleRequest& request, const Limits& li
   }
   if (absl::Status s = ValidatePushHeaders(request.headers(), "headers", target.kind); !s.ok()) {
     return s;
+  }
+  // HTTP header names are case-insensitive, and one name may not be sent twice: the target's
+  // headers and the task's together must name each header once.
+  std::vector<std::string> names;
+  for (const auto& [key, value] : target.http_headers) names.push_back(absl::AsciiStrToLower(key));
+  for (const auto& [key, value] : request.headers()) names.push_back(absl::AsciiStrToLower(key));
+  std::sort(names.begin(), names.end());
+  if (auto dup = std::adjacent_find(names.begin(), names.end()); dup != names.end()) {
+    return Invalid(absl::StrCat("header \"", *dup,
+                                "\" is given twice (in headers and http_target.headers, or in two "
+                                "spellings); header names are case-insensitive, give each once"));
   }
   task->target = std::move(target);
   return absl::OkStatus();

@@ -2,7 +2,8 @@
 # Generates the Python gRPC stubs of the hourglass API into OUTDIR:
 #   hourglass/v1/{task,scheduler_service,consumer_service}_pb2{,_grpc}.py
 # plus the standard health and reflection services (grpc_health.v1.health_pb2,
-# grpc_reflection.v1alpha.reflection_pb2), which Debian's python3-grpcio lacks.
+# grpc_reflection.v1alpha.reflection_pb2), which Debian's python3-grpcio lacks, and the e2e
+# tests' push receiver (receiver_pb2: billing.v1.Invoices).
 # Use them with PYTHONPATH=OUTDIR and Debian's /usr/bin/python3.
 #
 # Usage: tools/gen_python_stubs.sh OUTDIR
@@ -31,4 +32,4 @@ mkdir -p "${out}"
   --python_out="${out}" \
   --grpc_python_out="${out}" \
   --plugin=protoc-gen-grpc_python="${plugin}" \
-  grpc_health/v1/health.proto grpc_reflection/v1alpha/reflection.proto
+  grpc_health/v1/health.proto grpc_reflection/v1alpha/reflection.proto receiver.proto

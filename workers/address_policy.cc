@@ -40,6 +40,7 @@ constexpr DeniedRange kDenied[] = {
     {"240.0.0.0/4", "a reserved or broadcast address"},
     {"::/128", "the unspecified address"},
     {"::1/128", "a loopback address"},
+    {"::/96", "an IPv4-compatible (deprecated) address"},
     {"64:ff9b::/96", "a NAT64 address"},
     {"fc00::/7", "a unique-local address"},
     {"fe80::/10", "a link-local address"},

@@ -7,7 +7,8 @@
 // (0.0.0.0/8, ::/128), loopback (127.0.0.0/8, ::1), private (10/8, 172.16/12, 192.168/16),
 // shared/CGNAT (100.64/10, where clusters often put pods), link-local (169.254/16, which holds the
 // cloud metadata service 169.254.169.254, and fe80::/10), unique-local (fc00::/7), multicast,
-// broadcast and reserved (224/4, 240/4, ff00::/8). IPv4-mapped IPv6 addresses (::ffff:a.b.c.d) are
+// broadcast and reserved (224/4, 240/4, ff00::/8), IPv4-compatible (::/96) and NAT64 (64:ff9b::/96)
+// IPv6. IPv4-mapped IPv6 addresses (::ffff:a.b.c.d) are
 // judged as the IPv4 address they carry. The allowlist (CIDRs) admits addresses that would
 // otherwise be refused.
 //

@@ -205,7 +205,9 @@ PushResult HttpPusher::Push(const PushRequest& request) {
   for (const auto& [key, value] : request.headers) {
     if (!IsHeaderValueSafe(key) || !IsHeaderValueSafe(value)) continue;  // validated already
     if (absl::EqualsIgnoreCase(key, "content-type")) has_content_type = true;
-    headers = curl_slist_append(headers, absl::StrCat(key, ": ", value).c_str());
+    // curl reads "Name:" as "remove this header"; "Name;" sends it with an empty value.
+    headers = curl_slist_append(
+        headers, (value.empty() ? absl::StrCat(key, ";") : absl::StrCat(key, ": ", value)).c_str());
   }
   if (!has_content_type) {
     headers = curl_slist_append(headers, "Content-Type: application/octet-stream");
@@ -257,7 +259,9 @@ PushResult HttpPusher::Push(const PushRequest& request) {
   ReturnHandle(curl);
   result.elapsed = absl::Now() - start;
 
-  if (transfer.refusal.has_value()) {
+  // A refused address counts only when no other address was connected to instead: curl tries
+  // every address of a name, and the policy refuses some of them.
+  if (code == CURLE_COULDNT_CONNECT && transfer.refusal.has_value()) {
     result.outcome = PushResult::Outcome::kRefused;
     result.error = absl::StrCat("refused to connect: ", *transfer.refusal);
     return result;

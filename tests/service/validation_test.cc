@@ -680,6 +680,16 @@ TEST(ValidatePushTargetTest, MalformedTargetsNameTheField) {
   (*injected.mutable_http_target()->mutable_headers())["X-A"] = "a\r\nX-Evil: 1";
   EXPECT_THAT(InvalidMessage(ValidateSchedule(injected, Limits{}, kNow)),
               HasSubstr("must not contain control characters"));
+  v1::ScheduleRequest twice = request;
+  (*twice.mutable_http_target()->mutable_headers())["Content-Type"] = "application/json";
+  (*twice.mutable_headers())["content-type"] = "text/plain";
+  EXPECT_THAT(InvalidMessage(ValidateSchedule(twice, Limits{}, kNow)),
+              HasSubstr("header \"content-type\" is given twice"));
+  v1::ScheduleRequest two_spellings = request;
+  (*two_spellings.mutable_http_target()->mutable_headers())["X-A"] = "1";
+  (*two_spellings.mutable_http_target()->mutable_headers())["x-a"] = "2";
+  EXPECT_THAT(InvalidMessage(ValidateSchedule(two_spellings, Limits{}, kNow)),
+              HasSubstr("is given twice"));
   v1::ScheduleRequest bad_name = request;
   (*bad_name.mutable_headers())["bad name"] = "x";
   EXPECT_THAT(InvalidMessage(ValidateSchedule(bad_name, Limits{}, kNow)),

@@ -46,6 +46,7 @@ TEST(AddressPolicyTest, RefusesInternalRangesByDefault) {
       {"::ffff:127.0.0.1", "loopback"},
       {"::ffff:169.254.169.254", "cloud metadata"},
       {"64:ff9b::a00:1", "NAT64"},
+      {"::127.0.0.1", "IPv4-compatible"},
   };
   for (const auto& [address, kind] : refused) {
     std::optional<std::string> why = RefusalOf(*policy, address);

@@ -6,7 +6,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <thread>
+#include <utility>
 
 #include "absl/strings/match.h"
 #include "absl/time/clock.h"
@@ -175,6 +177,32 @@ TEST(HttpPusherTest, RefusedAddressesAreNeverConnected) {
   receiver.Stop();  // nothing listens on its port any more
   PushResult closed = allowed.Push(RequestTo(receiver.Url("/gone")));
   EXPECT_EQ(closed.outcome, PushResult::Outcome::kRetry) << closed.error;
+}
+
+// A header with an empty value is sent with an empty value (curl drops "Name:" lines).
+TEST(HttpPusherTest, EmptyHeaderValuesAreSent) {
+  HttpReceiver receiver;
+  const AddressPolicy policy = LoopbackAllowed();
+  HttpPusher pusher(policy);
+  PushRequest request = RequestTo(receiver.Url("/x"));
+  request.headers.emplace_back("X-Empty", "");
+  ASSERT_EQ(pusher.Push(request).outcome, PushResult::Outcome::kSucceeded);
+  const auto headers = receiver.requests()[0].headers;
+  EXPECT_NE(
+      std::find(headers.begin(), headers.end(), std::pair<std::string, std::string>("X-Empty", "")),
+      headers.end());
+}
+
+// A name with a refused and an admitted address (localhost: ::1 and 127.0.0.1, only the latter
+// admitted) is delivered to the admitted one and reported as delivered, not as refused.
+TEST(HttpPusherTest, RefusedAddressOfANameIsSkippedForAnAdmittedOne) {
+  HttpReceiver receiver;
+  const AddressPolicy policy = *AddressPolicy::Create("127.0.0.1/32");
+  HttpPusher pusher(policy);
+  PushResult result =
+      pusher.Push(RequestTo(absl::StrCat("http://localhost:", receiver.port(), "/x")));
+  EXPECT_EQ(result.outcome, PushResult::Outcome::kSucceeded) << result.error;
+  EXPECT_EQ(receiver.requests().size(), 1u);
 }
 
 // URLs are checked at Schedule: scheme, host, length.
