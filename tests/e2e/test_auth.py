@@ -349,8 +349,14 @@ def test_token_file_change_is_picked_up(auth_server, tokens_path):
     wait_until(lambda: _schedules(auth_server, fresh), 10, 0.1, "the new token to be accepted")
     expect_error(StatusCode.UNAUTHENTICATED, as_(auth_server, PRODUCER).schedule, "billing")
     expect_error(StatusCode.PERMISSION_DENIED, as_(auth_server, OPS).schedule, "billing")
-    reloaded = [e for e in auth_server.log_events() if e.get("event") == "auth_tokens_reloaded"]
-    assert reloaded and reloaded[-1]["tokens"] == 2
+    # The log line follows the swap of the tokens: wait for it too.
+    reloaded = wait_until(
+        lambda: [e for e in auth_server.log_events() if e.get("event") == "auth_tokens_reloaded"],
+        10,
+        0.05,
+        "auth_tokens_reloaded",
+    )
+    assert reloaded[-1]["tokens"] == 2 and reloaded[-1]["file"] == tokens_path
 
     # A malformed new version is logged with its file and line, and the old tokens stay.
     write_tokens(tokens_path, f"{PRODUCER} billing schedule\n{fresh} billing,* schedule\n")
