@@ -710,6 +710,31 @@ namespace {
 
 bool ValidState(int32_t state) { return state >= 1 && state < kTaskStateCount; }
 
+// The time a replayed task's timer will be armed for must lie within the timing wheel's horizon
+// (a validated Schedule never goes beyond --max_delay, which is inside it). A record beyond it is
+// corrupt, or the wall clock was set back by years; either way recovery must refuse it, not arm
+// it (which ends the process).
+absl::Status CheckTimerWithinHorizon(const store::v1::TaskUpdate& update, absl::Time now,
+                                     absl::Duration retention) {
+  absl::Time when;
+  const auto state = static_cast<TaskState>(update.state());
+  if (state == TaskState::kLeased) {
+    when = absl::FromUnixNanos(update.lease_expire_time_unix_nanos());
+  } else if (IsFinal(state)) {
+    when = absl::FromUnixNanos(update.finish_time_unix_nanos()) + retention;
+  } else {
+    when = absl::FromUnixNanos(update.due_time_unix_nanos());
+  }
+  const absl::Time limit = now + absl::Milliseconds(TimingWheel::kHorizonMs) - absl::Hours(1);
+  if (when > limit) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "task \"", update.task_id(), "\" (", TaskStateName(state), ") needs a timer at ",
+        absl::FormatTime(when), ", beyond the timing wheel's horizon (", absl::FormatTime(limit),
+        "): the record is corrupt, or the clock was set back"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 void TaskStore::ApplyUpdateLocked(Record* r, const store::v1::TaskUpdate& update) {
@@ -734,6 +759,10 @@ absl::Status TaskStore::Replay(const store::v1::LogRecord& record) {
       if (put.task_id().empty() || put.queue().empty() || !ValidState(put.state().state())) {
         return absl::InvalidArgumentError(
             absl::StrCat("TaskPut without task_id or queue, or with state ", put.state().state()));
+      }
+      if (absl::Status s = CheckTimerWithinHorizon(put.state(), clock_.Now(), options_.retention);
+          !s.ok()) {
+        return s;
       }
       // A newer incarnation of the id (a fuzzy snapshot's) is replaced: later records rebuild it.
       if (Record* old = FindLocked(put.task_id()); old != nullptr) EraseLocked(old);
@@ -766,6 +795,10 @@ absl::Status TaskStore::Replay(const store::v1::LogRecord& record) {
       if (!ValidState(update.state())) {
         return absl::InvalidArgumentError(
             absl::StrCat("TaskUpdate of \"", update.task_id(), "\" with state ", update.state()));
+      }
+      if (absl::Status s = CheckTimerWithinHorizon(update, clock_.Now(), options_.retention);
+          !s.ok()) {
+        return s;
       }
       // Unknown: forgotten before a fuzzy snapshot visited its slot; a later forget follows.
       if (Record* r = FindLocked(update.task_id()); r != nullptr) ApplyUpdateLocked(r, update);

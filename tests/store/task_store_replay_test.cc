@@ -1563,5 +1563,37 @@ TEST(TaskStoreReplayValidationTest, RejectsNonsenseAndSkipsUnknownTasks) {
   EXPECT_EQ(recovered.log.last_lsn(), 0u);
 }
 
+// A record whose timer would lie beyond the timing wheel's horizon (a corrupt record, or a clock
+// set back by years) is refused with a message, not armed (which ended the process: found by the
+// log reader fuzzer).
+TEST(TaskStoreReplayValidationTest, RefusesTimersBeyondTheHorizon) {
+  FakeClock clock(kStart);
+  FakeTimers timers;
+  TaskStore store(clock, timers, {.retention = absl::Hours(24)});
+  const absl::Duration horizon = absl::Milliseconds(TimingWheel::kHorizonMs);
+  auto put_due = [&](const std::string& id, absl::Time due) {
+    LogRecord record;
+    TaskPut* put = record.mutable_put();
+    put->set_task_id(id);
+    put->set_queue("q");
+    put->mutable_state()->set_task_id(id);
+    put->mutable_state()->set_state(static_cast<int32_t>(TaskState::kScheduled));
+    put->mutable_state()->set_due_time_unix_nanos(absl::ToUnixNanos(due));
+    return record;
+  };
+  EXPECT_TRUE(store.Replay(put_due("near", kStart + horizon - absl::Hours(2))).ok());
+  absl::Status far = store.Replay(put_due("far", kStart + horizon));
+  EXPECT_EQ(far.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StrContains(far.message(), "beyond the timing wheel's horizon")) << far;
+  LogRecord update;
+  update.mutable_update()->set_task_id("near");
+  update.mutable_update()->set_state(static_cast<int32_t>(TaskState::kLeased));
+  update.mutable_update()->set_lease_expire_time_unix_nanos(
+      absl::ToUnixNanos(kStart + horizon * 2));
+  EXPECT_EQ(store.Replay(update).code(), absl::StatusCode::kInvalidArgument);
+  store.FinishRecovery();  // arms "near" only; must not end the process
+  EXPECT_EQ(store.size(), 1u);
+}
+
 }  // namespace
 }  // namespace hourglass
