@@ -28,8 +28,9 @@ if [[ ! -f "${build_dir}/build.ninja" ]]; then
     -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHOURGLASS_BUILD_FUZZERS=ON -DHOURGLASS_BUILD_TESTS=OFF \
     -DHOURGLASS_BUILD_EXAMPLES=OFF
 fi
-# Two jobs: CI's machine has two cores, and CTest runs another test beside this one.
-cmake --build "${build_dir}" -j 2 --target "${fuzzers[@]}"
+# Two jobs: CI's machine has two cores. Niced, like the fuzzing below, so that the tests CTest
+# runs beside this one (some of them timed) keep their share of the CPU.
+nice -n 10 cmake --build "${build_dir}" -j 2 --target "${fuzzers[@]}"
 echo "fuzz_smoke: built in $((SECONDS - started)) s" >&2
 
 symbolizer="$(command -v llvm-symbolizer || command -v llvm-symbolizer-14 || true)"
@@ -112,7 +113,7 @@ for fuzzer in "${fuzzers[@]}"; do
   # -timeout: an input that takes 10 s is a hang; -rss_limit_mb: memory is bounded;
   # -max_len: inputs may grow past the largest seed (a log spanning blocks).
   if HOURGLASS_FUZZ_KNOWN_BUGS="$(IFS=,; echo "${known_bugs[*]}")" \
-    "${binary}" -max_total_time="${seconds}" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
+    nice -n 10 "${binary}" -max_total_time="${seconds}" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
     -print_final_stats=1 -artifact_prefix="${artifacts}/" "${dict[@]}" "${corpus}" \
     >"${log}" 2>&1; then
     runs="$(grep -o 'stat::number_of_executed_units: *[0-9]*' "${log}" | grep -o '[0-9]*$' || true)"
