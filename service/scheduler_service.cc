@@ -9,10 +9,11 @@
 namespace hourglass {
 
 // Overload (--max_pending): a Schedule refused with RESOURCE_EXHAUSTED tells the client when to
-// come back, in two trailers: `retry-after-ms` (milliseconds, decimal) and gRPC's rich error
-// model, `grpc-status-details-bin`: a google.rpc.Status carrying a google.rpc.RetryInfo and a
-// google.rpc.QuotaFailure. The messages are encoded by hand (a few fields each): Debian ships no
-// C++ code for googleapis' protos.
+// come back, in trailers: `retry-after-ms` (milliseconds, decimal), gRPC's rich error model,
+// `grpc-status-details-bin`: a google.rpc.Status carrying a google.rpc.RetryInfo and a
+// google.rpc.QuotaFailure, and `grpc-retry-pushback-ms`, which gRPC's built-in retries obey. The
+// messages are encoded by hand (a few fields each): Debian ships no C++ code for googleapis'
+// protos.
 namespace overload {
 namespace {
 
@@ -78,6 +79,10 @@ void AddRetryHint(grpc::CallbackServerContext* ctx, const absl::Status& status,
                            std::to_string(absl::ToInt64Milliseconds(kRetryDelay)));
   if (with_details) {
     ctx->AddTrailingMetadata("grpc-status-details-bin", StatusDetails(status, kRetryDelay));
+    // gRPC's own retry pushback: a client whose service config retries RESOURCE_EXHAUSTED waits
+    // this long before its next attempt (instead of its own backoff).
+    ctx->AddTrailingMetadata("grpc-retry-pushback-ms",
+                             std::to_string(absl::ToInt64Milliseconds(kRetryDelay)));
   }
 }
 

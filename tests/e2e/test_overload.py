@@ -8,6 +8,9 @@
   and threads stay bounded; the refusals are counted exactly in the metrics. Then kill -9 and a
   restart: every accepted task is still there, every acknowledged one SUCCEEDED, no refused one
   exists.
+- test_grpc_retry_policy_obeys_the_pushback: a client whose gRPC service config retries
+  RESOURCE_EXHAUSTED waits the server's grpc-retry-pushback-ms (1 s) between attempts, so its
+  Schedule succeeds once room is freed instead of burning its attempts at once.
 - test_tight_resource_quota_still_serves: --max_grpc_threads=2 and the smallest
   --grpc_memory_bytes still serve the largest request, server reflection and health.
 - test_bad_overload_flags_fail_fast: invalid values stop the server with a message naming the
@@ -16,6 +19,7 @@
 CTest runs this file as its own test, `e2e_overload` (outside the serial `e2e` suite).
 """
 
+import json
 import os
 import subprocess
 import threading
@@ -28,9 +32,12 @@ from support import (
     BINARY,
     State,
     StatusCode,
+    duration,
     metric_value,
     parse_metrics,
     reflection_pb2,
+    scheduler_grpc,
+    scheduler_pb2,
     scrape,
     unique,
 )
@@ -332,6 +339,50 @@ def test_flood_is_refused_and_nothing_acknowledged_is_lost(start_server, work_di
     # The restarted server counts the recovered tasks against the limit.
     samples = parse_metrics(scrape(restarted))
     assert pending_of(samples) == len(accepted_all) - len(acked)
+
+
+def test_grpc_retry_policy_obeys_the_pushback(start_server):
+    server = start_server("--max_pending=1")
+    queue = unique("pushback")
+    plain = server.client()
+    plain.schedule(queue=queue, task_id="holder", payload=b"h", delay=duration(3600))
+    # 5 attempts 10 ms apart would all be refused within a fraction of a second; the server's
+    # pushback of 1 s spaces them, and room is freed 0.3 s after the first.
+    config = {
+        "methodConfig": [
+            {
+                "name": [{"service": "hourglass.v1.SchedulerService", "method": "Schedule"}],
+                "retryPolicy": {
+                    "maxAttempts": 5,
+                    "initialBackoff": "0.01s",
+                    "maxBackoff": "0.01s",
+                    "backoffMultiplier": 1,
+                    "retryableStatusCodes": ["RESOURCE_EXHAUSTED"],
+                },
+            }
+        ]
+    }
+    channel = grpc.insecure_channel(
+        server.grpc_address,
+        options=[("grpc.service_config", json.dumps(config)), ("grpc.enable_retries", 1)],
+    )
+    try:
+        stub = scheduler_grpc.SchedulerServiceStub(channel)
+        request = scheduler_pb2.ScheduleRequest(queue=queue, task_id="retried", payload=b"r")
+        freer = threading.Timer(0.3, plain.cancel, args=("holder",))
+        start = time.monotonic()
+        freer.start()
+        try:
+            response = stub.Schedule(request, timeout=30)
+        finally:
+            freer.join()
+        elapsed = time.monotonic() - start
+    finally:
+        channel.close()
+    assert response.task_id == "retried"
+    assert 0.9 <= elapsed < 10, f"the retry came after {elapsed:.3f} s, not after the 1 s pushback"
+    samples = parse_metrics(scrape(server))
+    assert metric_value(samples, "hourglass_tasks_rejected_total", reason="max_pending") == 1
 
 
 def test_tight_resource_quota_still_serves(start_server):
