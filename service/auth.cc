@@ -15,7 +15,6 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "service/logging.h"
 
@@ -69,13 +68,11 @@ bool TokenGrant::Sees(absl::string_view queue) const {
   return permissions != 0 && (every_queue || queues.contains(queue));
 }
 
-TokenTable::Digest TokenTable::Hash(absl::string_view token) {
-  Digest digest{};
+bool TokenTable::Hash(absl::string_view token, Digest* digest) {
   unsigned int size = 0;
-  // SHA-256 cannot fail on memory input; a failure would leave the all-zero digest, which no
-  // configured token has (they are hashed the same way, and a failure there fails Parse).
-  EVP_Digest(token.data(), token.size(), digest.data(), &size, EVP_sha256(), nullptr);
-  return digest;
+  const int ok =
+      EVP_Digest(token.data(), token.size(), digest->data(), &size, EVP_sha256(), nullptr);
+  return ok == 1 && size == digest->size();
 }
 
 absl::StatusOr<TokenTable> TokenTable::Parse(absl::string_view contents,
@@ -136,7 +133,7 @@ absl::StatusOr<TokenTable> TokenTable::Parse(absl::string_view contents,
       }
       entry.grant.permissions |= static_cast<uint8_t>(*permission);
     }
-    entry.digest = Hash(token);
+    if (!Hash(token, &entry.digest)) return fail("cannot hash the token (OpenSSL failed)");
     const std::string key(entry.digest.begin(), entry.digest.end());
     if (auto [it, inserted] = line_of_digest.emplace(key, line_number); !inserted) {
       return fail(absl::StrCat("the same token as line ", it->second,
@@ -169,7 +166,8 @@ absl::StatusOr<TokenTable> TokenTable::ReadFile(const std::string& path) {
 }
 
 const TokenGrant* TokenTable::Find(absl::string_view token) const {
-  const Digest digest = Hash(token);
+  Digest digest{};
+  if (!Hash(token, &digest)) return nullptr;  // refused, never matched by accident
   const TokenGrant* found = nullptr;
   // Every entry is compared, whatever matched before: the time depends only on the number of
   // entries. Digests are unique (Parse refuses a repeated token), so at most one matches.

@@ -91,7 +91,8 @@ class TokenTable {
     Digest digest;
     TokenGrant grant;
   };
-  static Digest Hash(absl::string_view token);
+  // SHA-256 of `token`; false only if OpenSSL fails (out of memory).
+  static bool Hash(absl::string_view token, Digest* digest);
 
   std::vector<Entry> entries_;
 };
