@@ -51,7 +51,8 @@ namespace hourglass {
 // Whether the known, not yet fixed bug `name` is to be stepped around rather than reported:
 // HOURGLASS_FUZZ_KNOWN_BUGS holds a comma-separated list of them (fuzz_smoke sets it from
 // tests/fuzz/regressions/KNOWN_BUGS, so that fuzzing goes on looking for other bugs). Names:
-//   timer_horizon  TaskStore aborts when a recovered task's timer is beyond the wheel's horizon.
+//   timer_horizon  HorizonTimers accepts a timer beyond the wheel's horizon (the store used to
+//                  abort on the refusal when recovering such a task; fixed, the hook stays).
 inline bool KnownBugTolerated(absl::string_view name) {
   const char* known = std::getenv("HOURGLASS_FUZZ_KNOWN_BUGS");
   if (known == nullptr) return false;
