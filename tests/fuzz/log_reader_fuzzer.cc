@@ -1,7 +1,7 @@
 // log_reader_fuzzer: arbitrary bytes as a write-ahead log segment and as a snapshot, through the
 // real LogReader and the real recovery (Wal::Recover into a TaskStore, on a FakeFileSystem).
 //
-// Each input is tried five ways:
+// Each input is tried six ways:
 //   1. LogReader, stopping at damage: the records and how the log ended must be consistent
 //      (offsets increase and stay inside the file; a clean end is the whole file; a torn tail is
 //      the rest of it; corruption is DATA_LOSS naming the file). Cutting the file at
@@ -13,7 +13,10 @@
 //      naming the segment. After a success, the segment has been cut to the replayed length, a
 //      second start from the same directory recovers the same tasks, and the store survives being
 //      driven through time (timers, leases, acks, nacks, expiries, push claims).
-//   5. Recovery of a directory holding the bytes as its one snapshot: it is loaded (read cleanly)
+//   5. Recovery of two segments, the bytes cut in two (the second numbered after the first's
+//      records): both replayed, or DATA_LOSS naming one; damage ending the first is never a torn
+//      tail.
+//   6. Recovery of a directory holding the bytes as its one snapshot: it is loaded (read cleanly)
 //      or passed over as damaged, or recovery fails with DATA_LOSS naming it (a record that reads
 //      cleanly but makes no sense).
 // Never a crash, a hang, a leak or undefined behaviour (ASan, UBSan).
@@ -27,6 +30,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
 #include "google/protobuf/stubs/logging.h"
 #include "store/file.h"
@@ -185,6 +189,36 @@ void CheckSegmentRecovery(absl::string_view bytes, bool skip_corruption) {
   FUZZ_CHECK(second.counts == first.counts, "the second start recovers other tasks");
 }
 
+// The bytes cut in two at a block boundary (or in the middle, for less than two blocks) as two
+// segments, the second numbered after the records the first holds, as Wal would have written them:
+// recovery replays both, or fails with DATA_LOSS naming one of them; damage at the end of the first
+// segment is never taken for a torn tail.
+void CheckTwoSegments(absl::string_view bytes) {
+  const size_t cut = bytes.size() >= 2 * kLogBlockSize ? kLogBlockSize : bytes.size() / 2;
+  FakeFileSystem fs;
+  FUZZ_CHECK(fs.CreateDir(kDir).ok(), kDir);
+  WriteFile(fs, kSegmentPath, bytes.substr(0, cut));
+  const ReadBack first = ReadLog(fs, kSegmentPath, /*skip_corruption=*/false);
+  // Without a record the second segment would have the first one's name (as with Wal).
+  if (first.result.records == 0) return;
+  const std::string second_path =
+      absl::StrFormat("%s/log-%020d.wal", kDir, first.result.records + 1);
+  WriteFile(fs, second_path, bytes.substr(cut));
+  const Recovered recovered = Recover(fs, /*skip_corruption=*/false, /*drive=*/true);
+  if (!recovered.stats.ok()) {
+    const absl::Status& status = recovered.stats.status();
+    FUZZ_CHECK(status.code() == absl::StatusCode::kDataLoss, status.ToString());
+    FUZZ_CHECK(absl::StrContains(status.message(), kSegmentPath) ||
+                   absl::StrContains(status.message(), second_path),
+               status.ToString());
+    return;
+  }
+  FUZZ_CHECK(first.result.end == LogReadResult::kClean,
+             "a damaged segment that is not the last was accepted: " + first.result.message);
+  FUZZ_CHECK(recovered.stats->segments == 2, absl::StrCat("segments ", recovered.stats->segments));
+  FUZZ_CHECK(recovered.stats->torn_tails <= 1, "torn tails");
+}
+
 void CheckSnapshotRecovery(absl::string_view bytes) {
   FakeFileSystem fs;
   FUZZ_CHECK(fs.CreateDir(kDir).ok(), kDir);
@@ -224,6 +258,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   hourglass::CheckReader(bytes, /*skip_corruption=*/true);
   hourglass::CheckSegmentRecovery(bytes, /*skip_corruption=*/false);
   hourglass::CheckSegmentRecovery(bytes, /*skip_corruption=*/true);
+  hourglass::CheckTwoSegments(bytes);
   hourglass::CheckSnapshotRecovery(bytes);
   return 0;
 }
