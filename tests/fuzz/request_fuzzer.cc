@@ -22,6 +22,9 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
@@ -62,6 +65,59 @@ bool IsValidUtf8(absl::string_view s) {
   return true;
 }
 
+// What gRPC itself accepts as metadata (a non-conforming pair aborts a gRPC call or the process)
+// and what an HTTP/1.1 request can carry without breaking its framing: the push headers that
+// validation lets through must be within both.
+bool IsGrpcMetadata(absl::string_view key, absl::string_view value) {
+  if (key.empty() || key[0] == ':' || absl::StartsWith(key, "grpc-")) return false;
+  for (char c : key) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.')) {
+      return false;
+    }
+  }
+  if (absl::EndsWith(key, "-bin")) return true;
+  return std::all_of(value.begin(), value.end(), [](char c) { return c >= 0x20 && c <= 0x7e; });
+}
+
+bool IsHttpField(absl::string_view key, absl::string_view value) {
+  if (key.empty()) return false;
+  for (char c : key) {
+    if (c <= 0x20 || c >= 0x7f || c == ':') return false;
+  }
+  return value.find_first_of(absl::string_view("\r\n\0", 3)) == absl::string_view::npos;
+}
+
+void CheckPushTarget(const NewTask& task) {
+  if (!task.target.has_value()) return;
+  const PushTarget& target = *task.target;
+  FUZZ_CHECK(target.dispatch_deadline >= kMinDispatchDeadline &&
+                 target.dispatch_deadline <= kMaxDispatchDeadline,
+             absl::FormatDuration(target.dispatch_deadline));
+  // libcurl and gRPC take these as C strings: a NUL byte would cut what they use short of what
+  // was validated (and of what GetStatus shows).
+  if (!KnownBugTolerated("url_nul")) {
+    for (const std::string* text : {&target.url, &target.address, &target.method}) {
+      FUZZ_CHECK(text->find('\0') == std::string::npos,
+                 "a NUL byte in a push target: " + absl::CHexEscape(*text));
+    }
+  }
+  if (target.kind == PushTarget::Kind::kGrpc) {
+    FUZZ_CHECK(!target.address.empty() && absl::StartsWith(target.method, "/"), target.method);
+    for (const auto& [key, value] : task.headers) {
+      FUZZ_CHECK(IsGrpcMetadata(key, value), "not gRPC metadata: " + absl::CHexEscape(key));
+    }
+  } else {
+    // libcurl's parser is lenient ("HTTP:/host" is accepted): only the scheme is certain.
+    const std::string url = absl::AsciiStrToLower(target.url.substr(0, 6));
+    FUZZ_CHECK(absl::StartsWith(url, "http:") || absl::StartsWith(url, "https:"), target.url);
+    for (const Headers* headers : {&task.headers, &target.http_headers}) {
+      for (const auto& [key, value] : *headers) {
+        FUZZ_CHECK(IsHttpField(key, value), "not an HTTP field: " + absl::CHexEscape(key));
+      }
+    }
+  }
+}
+
 // A rejection must be INVALID_ARGUMENT with a message naming what is wrong.
 void CheckRejection(const absl::Status& status) {
   FUZZ_CHECK(status.code() == absl::StatusCode::kInvalidArgument, status.ToString());
@@ -92,6 +148,10 @@ class Harness {
                    task->retry_policy.min_backoff <= task->retry_policy.max_backoff,
                "retry policy out of range");
     FUZZ_CHECK(!task->queue.empty(), "an empty queue name");
+    CheckPushTarget(*task);
+    // The due time goes back to the client as a Timestamp.
+    absl::StatusOr<absl::Time> due = FromProto(ToProto(task->due_time), "due_time");
+    FUZZ_CHECK(due.ok() && *due == task->due_time, "the due time does not round-trip");
     const std::string queue = task->queue;
     absl::StatusOr<ScheduleResult> scheduled = store_.Schedule(*std::move(task));
     if (!scheduled.ok()) {
