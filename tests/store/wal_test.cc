@@ -735,7 +735,11 @@ TEST_F(WalTest, GroupCommitSyncsEachBatchOnceAndCallsBackInLsnOrder) {
   ASSERT_TRUE(AwaitDurable(*server.wal, last));
   EXPECT_EQ(disk_.stats().syncs, 2) << "one sync for the first record, one for the batch after it";
   {
+    // durable_lsn moves before the writer thread runs the callbacks: wait for them too.
     absl::MutexLock lock(&mu);
+    auto all_called = [&]()
+                          ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return called_back.size() >= last; };
+    EXPECT_TRUE(mu.AwaitWithTimeout(absl::Condition(&all_called), absl::Seconds(30)));
     std::vector<uint64_t> expected(last);
     for (uint64_t lsn = 1; lsn <= last; ++lsn) expected[lsn - 1] = lsn;
     EXPECT_EQ(called_back, expected) << "each callback once, in LSN order";
