@@ -3,7 +3,8 @@
 Every command is run as an operator or a script would run it, and its stdout, stderr and exit
 code are checked: the text output for people, the JSON output for scripts, and the documented
 exit codes (0 ok, 2 usage, 3 NOT_FOUND, 4 INVALID_ARGUMENT, 5 ALREADY_EXISTS /
-FAILED_PRECONDITION, 6 UNAVAILABLE, 7 UNIMPLEMENTED). Only hourglassctl talks to the server:
+FAILED_PRECONDITION, 6 UNAVAILABLE, 7 UNIMPLEMENTED, 8 UNAUTHENTICATED, 9 PERMISSION_DENIED,
+against a second server started with --auth_tokens_file). Only hourglassctl talks to the server:
 the tests need no Python gRPC stubs.
 
 The CTest test `hourglassctl_e2e` sets HOURGLASS_BINARY and HOURGLASSCTL_BINARY; by hand:
@@ -111,7 +112,7 @@ def expect(result, code, stderr_prefix=None):
 class Server:
     """One hourglass process on 127.0.0.1, port 0, with a temporary data directory."""
 
-    def __init__(self):
+    def __init__(self, *flags):
         self.data_dir = tempfile.mkdtemp(prefix="hourglassctl-e2e-")
         self.process = subprocess.Popen(
             [
@@ -120,6 +121,7 @@ class Server:
                 "--metrics_address=",
                 f"--data_dir={self.data_dir}",
                 "--fsync=never",
+                *flags,
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -192,7 +194,7 @@ def test_help_lists_every_command_and_exit_code():
     result = expect(run_ctl("--help"), 0)
     for command in COMMANDS:
         assert re.search(rf"^  {command} +\S", result.out, re.M), command
-    for code in range(8):
+    for code in range(10):
         assert re.search(rf"^  {code}  \S", result.out, re.M), code
     assert run_ctl("help").out == result.out
     assert run_ctl("-h").out == result.out
@@ -537,7 +539,98 @@ def test_docs_cover_every_command_flag_and_exit_code():
         help_text = run_ctl(command, "--help").out
         for flag in re.findall(r"^  --([a-z_]+)", help_text, re.M):
             assert f"--{flag}" in text, f"docs/hourglassctl.md does not mention --{flag}"
-    for code in range(8):
+    for code in range(10):
         assert re.search(rf"^\| {code} \|", text, re.M), f"docs: exit code {code} missing"
     with open(os.path.join(REPO_ROOT, "README.md"), encoding="utf-8") as readme:
         assert "docs/hourglassctl.md" in readme.read()
+
+
+# --- authentication -------------------------------------------------------------------------
+
+# Long random-looking tokens: a leak into any output would be found by a substring search.
+TOKEN_ADMIN = "ctl-e2e-admin-" + uuid.uuid4().hex
+TOKEN_CONSUME = "ctl-e2e-consume-" + uuid.uuid4().hex
+TOKEN_UNKNOWN = "ctl-e2e-unknown-" + uuid.uuid4().hex
+
+
+@pytest.fixture(scope="module")
+def auth_server():
+    """A second server with --auth_tokens_file: an admin of every queue and a billing consumer."""
+    tokens_dir = tempfile.mkdtemp(prefix="hourglassctl-e2e-tokens-")
+    tokens_file = os.path.join(tokens_dir, "tokens")
+    with open(tokens_file, "w", encoding="utf-8") as out:
+        out.write(f"{TOKEN_ADMIN} * schedule,consume,admin\n")
+        out.write(f"{TOKEN_CONSUME} billing consume\n")
+    os.chmod(tokens_file, 0o600)
+    server = Server(f"--auth_tokens_file={tokens_file}")
+    yield server
+    code = server.stop()
+    shutil.rmtree(tokens_dir, ignore_errors=True)
+    assert code == 0, f"hourglass exited with {code}:\n" + "\n".join(server.lines[-20:])
+
+
+def test_token_from_flag_and_environment(auth_server):
+    address = f"--address={auth_server.address}"
+    env = {k: v for k, v in os.environ.items() if k != "HOURGLASS_TOKEN"}
+    results = []
+
+    # No token: UNAUTHENTICATED, exit 8, before the server even looks the task up.
+    results.append(expect(run_ctl(address, "status", "t-1", env=env), 8,
+                          "hourglassctl: UNAUTHENTICATED: "))
+    # An unknown token, from the flag and from the environment: exit 8 as well.
+    results.append(expect(run_ctl(address, f"--token={TOKEN_UNKNOWN}", "status", "t-1", env=env),
+                          8, "hourglassctl: UNAUTHENTICATED: "))
+    results.append(expect(run_ctl(address, "status", "t-1",
+                                  env=dict(env, HOURGLASS_TOKEN=TOKEN_UNKNOWN)),
+                          8, "hourglassctl: UNAUTHENTICATED: "))
+
+    # The admin token from the environment schedules; from the flag it reads the task back.
+    queue = "billing"
+    scheduled = run_ctl(address, "--output=json", "schedule", "--queue", queue, "--delay", "0s",
+                        "--payload", "invoice-42", env=dict(env, HOURGLASS_TOKEN=TOKEN_ADMIN))
+    results.append(scheduled)
+    task_id = scheduled.json()["task_id"]
+    status = expect(run_ctl(address, "--output=json", "--token", TOKEN_ADMIN, "status", task_id,
+                            env=env), 0)
+    results.append(status)
+    assert status.json()["task"]["queue"] == queue
+
+    # The flag wins over the environment: a valid environment token does not rescue a bad flag,
+    # and a good flag wins over an unknown environment token.
+    results.append(expect(run_ctl(address, f"--token={TOKEN_UNKNOWN}", "status", task_id,
+                                  env=dict(env, HOURGLASS_TOKEN=TOKEN_ADMIN)), 8))
+    results.append(expect(run_ctl(address, f"--token={TOKEN_ADMIN}", "status", task_id,
+                                  env=dict(env, HOURGLASS_TOKEN=TOKEN_UNKNOWN)), 0))
+
+    # The billing consumer may lease in billing but not schedule there (exit 9) nor list
+    # every queue (exit 9); the lease and ack work.
+    consumer_env = dict(env, HOURGLASS_TOKEN=TOKEN_CONSUME)
+    results.append(expect(run_ctl(address, "schedule", "--queue", queue, "--delay", "0s",
+                                  env=consumer_env), 9, "hourglassctl: PERMISSION_DENIED: "))
+    results.append(expect(run_ctl(address, "list", env=consumer_env), 9,
+                          "hourglassctl: PERMISSION_DENIED: "))
+    leased = run_ctl(address, "--output=json", "lease", "--queue", queue, "--wait", "5s",
+                     env=consumer_env)
+    results.append(leased)
+    tasks = leased.json()["tasks"]
+    assert [t["task_id"] for t in tasks] == [task_id], leased.describe()
+    results.append(expect(run_ctl(address, "ack", task_id, tasks[0]["lease_token"],
+                                  env=consumer_env), 0))
+    results.append(expect(run_ctl(address, "--token", TOKEN_ADMIN, "status", task_id, env=env), 0))
+    assert fields(results[-1].out)["state"] == "SUCCEEDED", results[-1].describe()
+
+    # A token with a newline (a file read with its line end) is refused before any call,
+    # without showing it.
+    bad = expect(run_ctl(address, "status", task_id,
+                         env=dict(env, HOURGLASS_TOKEN=TOKEN_ADMIN + "\n")), 2,
+                 "hourglassctl: $HOURGLASS_TOKEN: character ")
+    results.append(bad)
+    results.append(expect(run_ctl(f"--token={TOKEN_ADMIN}", "--help"), 0))
+
+    # No output of hourglassctl, and no line of the server's log, carries a token.
+    for result in results:
+        for token in (TOKEN_ADMIN, TOKEN_CONSUME, TOKEN_UNKNOWN):
+            assert token not in result.out and token not in result.err, result.describe()
+    log = "\n".join(auth_server.lines)
+    for token in (TOKEN_ADMIN, TOKEN_CONSUME, TOKEN_UNKNOWN):
+        assert token not in log

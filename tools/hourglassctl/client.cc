@@ -71,10 +71,12 @@ int RpcFailed(const grpc::Status& status, absl::string_view method, std::ostream
   return ExitCodeFor(status.error_code());
 }
 
-// The per-call deadline: --timeout from now, plus `extra` (a lease's wait).
-void SetDeadline(grpc::ClientContext& context, const Options& options,
-                 absl::Duration extra = absl::ZeroDuration()) {
+// Prepares the context of every call: the deadline, --timeout from now plus `extra` (a lease's
+// wait), and the token, if any, as "authorization: Bearer <token>".
+void PrepareContext(grpc::ClientContext& context, const Options& options,
+                    absl::Duration extra = absl::ZeroDuration()) {
   context.set_deadline(absl::ToChronoTime(absl::Now() + options.timeout + extra));
+  if (!options.token.empty()) context.AddMetadata("authorization", "Bearer " + options.token);
 }
 
 // Prints a response that carries a Task (status, cancel, reschedule, nack, retry).
@@ -97,7 +99,7 @@ int RunList(const Invocation& invocation, v1::SchedulerService::Stub& scheduler,
   absl::btree_set<std::string> seen_tokens;
   while (true) {
     grpc::ClientContext context;
-    SetDeadline(context, options);
+    PrepareContext(context, options);
     v1::ListTasksResponse page;
     const grpc::Status status = scheduler.ListTasks(&context, request, &page);
     if (!status.ok()) return RpcFailed(status, "SchedulerService/ListTasks", err);
@@ -234,7 +236,7 @@ int Run(const Invocation& invocation, const std::shared_ptr<grpc::Channel>& chan
   auto scheduler = v1::SchedulerService::NewStub(channel);
   auto consumer = v1::ConsumerService::NewStub(channel);
   grpc::ClientContext context;
-  SetDeadline(context, options);
+  PrepareContext(context, options);
   grpc::Status status;
   switch (*invocation.command) {
     case Command::kSchedule: {
@@ -273,7 +275,7 @@ int Run(const Invocation& invocation, const std::shared_ptr<grpc::Channel>& chan
     }
     case Command::kLease: {
       grpc::ClientContext lease_context;  // Its deadline includes the wait.
-      SetDeadline(lease_context, options, options.wait);
+      PrepareContext(lease_context, options, options.wait);
       v1::LeaseResponse response;
       status = consumer->Lease(&lease_context, BuildLeaseRequest(invocation), &response);
       if (!status.ok()) return RpcFailed(status, "ConsumerService/Lease", err);

@@ -30,6 +30,10 @@ using hourglass::ctl::TimeValue;
 // Global flags.
 ABSL_FLAG(std::string, address, "localhost:7070",
           "host:port of the hourglass server; $HOURGLASS_ADDRESS, when set, replaces the default");
+ABSL_FLAG(std::string, token, "",
+          "the bearer token sent as \"authorization: Bearer <token>\" on every call, for a "
+          "server started with --auth_tokens_file; $HOURGLASS_TOKEN is used when this flag is not "
+          "given (prefer it: a command line is visible to other users in ps)");
 ABSL_FLAG(DurationValue, timeout, DurationValue{absl::Seconds(10)},
           "deadline of each RPC (lease adds its --wait to it)");
 ABSL_FLAG(OutputFormat, output, OutputFormat::kText,
@@ -356,7 +360,7 @@ const CommandSpec* FindSpec(absl::string_view name) {
 }
 
 bool IsGlobalFlag(absl::string_view name) {
-  return name == "address" || name == "timeout" || name == "output";
+  return name == "address" || name == "token" || name == "timeout" || name == "output";
 }
 
 bool IsRepeatableFlag(absl::string_view name) { return name == "header" || name == "http_header"; }
@@ -376,6 +380,7 @@ std::string Placeholder(absl::string_view name) {
   static const auto* placeholders =
       new std::vector<std::pair<absl::string_view, absl::string_view>>{
           {"address", "HOST:PORT"},
+          {"token", "SECRET"},
           {"timeout", "D"},
           {"output", "text|json"},
           {"queue", "Q"},
@@ -421,12 +426,15 @@ std::string FlagError(absl::string_view name, absl::string_view value, absl::str
 }
 
 // Reads every flag into Options; `given` holds the names set on this command line.
-Options ReadOptions(absl::string_view address_from_env, const absl::btree_set<std::string>& given) {
+Options ReadOptions(absl::string_view address_from_env, absl::string_view token_from_env,
+                    const absl::btree_set<std::string>& given) {
   Options options;
   options.address = absl::GetFlag(FLAGS_address);
   if (!given.contains("address") && !address_from_env.empty()) {
     options.address = std::string(address_from_env);
   }
+  options.token = absl::GetFlag(FLAGS_token);
+  if (!given.contains("token")) options.token = std::string(token_from_env);
   options.timeout = absl::GetFlag(FLAGS_timeout).value;
   options.output = absl::GetFlag(FLAGS_output);
   options.queue = absl::GetFlag(FLAGS_queue);
@@ -456,6 +464,27 @@ Options ReadOptions(absl::string_view address_from_env, const absl::btree_set<st
 }
 
 absl::Status Usage(absl::string_view message) { return absl::InvalidArgumentError(message); }
+
+// The token goes into a gRPC metadata value: RFC 6750's b64token, the characters the server
+// accepts in its tokens file. The errors name where the token came from and the position of a
+// bad character, never the token itself (it may be a real one with a typo).
+absl::Status CheckToken(const Invocation& invocation) {
+  const std::string& token = invocation.options.token;
+  const absl::string_view source = invocation.Given("token") ? "--token" : "$HOURGLASS_TOKEN";
+  if (invocation.Given("token") && token.empty()) {
+    return Usage("--token must not be empty (leave it out to send no token)");
+  }
+  for (size_t i = 0; i < token.size(); ++i) {
+    const char c = token[i];
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) &&
+        std::string_view("-._~+/=").find(c) == std::string_view::npos) {
+      return Usage(absl::StrCat(
+          source, ": character ", i + 1,
+          " of the token is not one of A-Z a-z 0-9 - . _ ~ + / = (the token is not shown)"));
+    }
+  }
+  return absl::OkStatus();
+}
 
 // Every flag of hourglassctl back to its default, so that a parse never sees the values of an
 // earlier one (tests parse many command lines in one process).
@@ -530,7 +559,8 @@ absl::Status CheckCombinations(const Invocation& invocation) {
 }  // namespace
 
 absl::StatusOr<Invocation> ParseCommandLine(const std::vector<std::string>& args,
-                                            absl::string_view address_from_env) {
+                                            absl::string_view address_from_env,
+                                            absl::string_view token_from_env) {
   ResetFlags();
   Invocation invocation;
   std::vector<std::string> positional;
@@ -613,7 +643,9 @@ absl::StatusOr<Invocation> ParseCommandLine(const std::vector<std::string>& args
 
   auto headers = std::move(invocation.options.headers);
   auto http_headers = std::move(invocation.options.http_headers);
-  invocation.options = ReadOptions(address_from_env, invocation.given);
+  invocation.options = ReadOptions(address_from_env, token_from_env, invocation.given);
+  // Checked before help, so that a bad token is never sent; the messages never quote it.
+  if (absl::Status status = CheckToken(invocation); !status.ok()) return status;
   invocation.options.headers = std::move(headers);
   invocation.options.http_headers = std::move(http_headers);
   if (invocation.help) return invocation;
@@ -657,7 +689,7 @@ std::vector<Command> AllCommands() {
 
 std::vector<std::string> CommandFlags(Command command) { return SpecOf(command).flags; }
 
-std::vector<std::string> GlobalFlags() { return {"address", "timeout", "output"}; }
+std::vector<std::string> GlobalFlags() { return {"address", "token", "timeout", "output"}; }
 
 namespace {
 
@@ -735,8 +767,9 @@ std::string OverviewHelp() {
   std::string out =
       "hourglassctl: the command-line client of hourglass, the delayed-task service.\n"
       "\n"
-      "Usage: hourglassctl [--address=HOST:PORT] [--timeout=D] [--output=text|json] <command> "
-      "[args] [flags]\n"
+      "Usage: hourglassctl [--address=HOST:PORT] [--token=SECRET] [--timeout=D] "
+      "[--output=text|json]\n"
+      "                    <command> [args] [flags]\n"
       "\n"
       "Commands:\n";
   for (const CommandSpec& spec : Specs()) {

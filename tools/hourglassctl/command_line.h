@@ -1,6 +1,7 @@
 // The command line of hourglassctl: its flags (Abseil flags), its commands, and the --help text.
 //
-//   hourglassctl [--address=localhost:7070] [--timeout=10s] [--output=text|json] <command> [args]
+//   hourglassctl [--address=localhost:7070] [--token=SECRET] [--timeout=10s] [--output=text|json]
+//   <command> [args]
 //
 // Flags are Abseil flags (ABSL_FLAG in command_line.cc): each flag's type parses and checks its
 // value (durations, RFC 3339 times, task states, k=v pairs) and its help text is the one --help
@@ -86,6 +87,8 @@ enum class Command {
 struct Options {
   // Global.
   std::string address;
+  // The bearer token (--token, else $HOURGLASS_TOKEN); empty: no authorization metadata.
+  std::string token;
   absl::Duration timeout;
   OutputFormat output = OutputFormat::kText;
   // Commands.
@@ -131,10 +134,12 @@ struct Invocation {
 };
 
 // Parses the arguments after the program name. `address_from_env` (the environment's
-// HOURGLASS_ADDRESS, or "") replaces the default of --address when not empty. Errors are
-// usage errors (exit code 2) with a message that names the flag or argument.
+// HOURGLASS_ADDRESS, or "") replaces the default of --address when not empty;
+// `token_from_env` (HOURGLASS_TOKEN, or "") is the token when --token is not given. Errors are
+// usage errors (exit code 2) with a message that names the flag or argument, never the token.
 absl::StatusOr<Invocation> ParseCommandLine(const std::vector<std::string>& args,
-                                            absl::string_view address_from_env);
+                                            absl::string_view address_from_env,
+                                            absl::string_view token_from_env = "");
 
 // --- help --------------------------------------------------------------------------------
 
@@ -144,7 +149,7 @@ std::string CommandName(Command command);
 std::vector<Command> AllCommands();
 // The flags a command accepts besides the global ones, in the order its help lists them.
 std::vector<std::string> CommandFlags(Command command);
-// The global flags: address, timeout, output.
+// The global flags: address, token, timeout, output.
 std::vector<std::string> GlobalFlags();
 
 // `hourglassctl --help`: the commands, the global flags, durations and times, exit codes.

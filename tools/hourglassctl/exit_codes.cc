@@ -22,6 +22,10 @@ ExitCode ExitCodeFor(grpc::StatusCode code) {
       return kExitUnavailable;
     case grpc::StatusCode::UNIMPLEMENTED:
       return kExitUnimplemented;
+    case grpc::StatusCode::UNAUTHENTICATED:
+      return kExitUnauthenticated;
+    case grpc::StatusCode::PERMISSION_DENIED:
+      return kExitPermissionDenied;
     default:
       return kExitRpcFailed;
   }
@@ -78,6 +82,9 @@ std::string ExitCodesHelp() {
          "     the command (leased, finished, not DEAD, stale lease token, id in use)\n"
          "  6  UNAVAILABLE or DEADLINE_EXCEEDED: no server answered in time; retrying may help\n"
          "  7  UNIMPLEMENTED: the server does not know the command yet\n"
+         "  8  UNAUTHENTICATED: no token, or one the server does not accept (--token,\n"
+         "     $HOURGLASS_TOKEN)\n"
+         "  9  PERMISSION_DENIED: the token may not do this in this queue\n"
          "Failures print \"hourglassctl: <CODE>: <message>\" on stderr (\"hourglassctl: "
          "<message>\"\n"
          "for usage errors).\n";

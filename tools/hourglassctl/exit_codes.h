@@ -10,6 +10,8 @@
 //      the command (already leased, finished, not DEAD, a stale lease token, an id in use)
 //   6  UNAVAILABLE, DEADLINE_EXCEEDED: no server answered in time; retrying may help
 //   7  UNIMPLEMENTED: the server is too old for the command
+//   8  UNAUTHENTICATED: no token, or one the server does not know (--token, $HOURGLASS_TOKEN)
+//   9  PERMISSION_DENIED: the token may not do this in this queue
 #ifndef HOURGLASS_TOOLS_HOURGLASSCTL_EXIT_CODES_H_
 #define HOURGLASS_TOOLS_HOURGLASSCTL_EXIT_CODES_H_
 
@@ -28,6 +30,8 @@ enum ExitCode : int {
   kExitConflict = 5,
   kExitUnavailable = 6,
   kExitUnimplemented = 7,
+  kExitUnauthenticated = 8,
+  kExitPermissionDenied = 9,
 };
 
 // The exit code for an RPC that ended with `code` (kExitOk for OK).

@@ -14,8 +14,10 @@ int main(int argc, char** argv) {
   using namespace hourglass::ctl;  // NOLINT(build/namespaces): main only.
   const std::vector<std::string> args(argv + 1, argv + argc);
   const char* address_from_env = std::getenv("HOURGLASS_ADDRESS");
+  const char* token_from_env = std::getenv("HOURGLASS_TOKEN");
   absl::StatusOr<Invocation> invocation =
-      ParseCommandLine(args, address_from_env == nullptr ? "" : address_from_env);
+      ParseCommandLine(args, address_from_env == nullptr ? "" : address_from_env,
+                       token_from_env == nullptr ? "" : token_from_env);
   if (!invocation.ok()) {
     std::cerr << "hourglassctl: " << invocation.status().message() << "\n"
               << "Run \"hourglassctl --help\" or \"hourglassctl <command> --help\" for usage.\n";

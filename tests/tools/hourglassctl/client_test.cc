@@ -66,8 +66,24 @@ class FakeScheduler : public v1::SchedulerService::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status GetStatus(grpc::ServerContext*, const v1::GetStatusRequest* request,
+  grpc::Status GetStatus(grpc::ServerContext* context, const v1::GetStatusRequest* request,
                          v1::GetStatusResponse*) override {
+    {
+      absl::MutexLock lock(&mu_);
+      authorizations_.clear();
+      const auto range = context->client_metadata().equal_range("authorization");
+      for (auto it = range.first; it != range.second; ++it) {
+        authorizations_.emplace_back(it->second.data(), it->second.size());
+      }
+    }
+    // What an authenticating server answers: the ids name the refusal.
+    if (request->task_id() == "unauthenticated") {
+      return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "the token is not valid");
+    }
+    if (request->task_id() == "denied") {
+      return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                          "the token may not schedule in queue \"billing\"");
+    }
     return grpc::Status(grpc::StatusCode::NOT_FOUND,
                         absl::StrCat("no task with task_id \"", request->task_id(), "\""));
   }
@@ -90,11 +106,17 @@ class FakeScheduler : public v1::SchedulerService::Service {
     absl::MutexLock lock(&mu_);
     return tokens_;
   }
+  // The authorization metadata values of the last GetStatus call.
+  std::vector<std::string> Authorizations() {
+    absl::MutexLock lock(&mu_);
+    return authorizations_;
+  }
 
  private:
   std::vector<v1::Task> tasks_;  // Constant after construction.
   absl::Mutex mu_;
   std::vector<std::string> tokens_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> authorizations_ ABSL_GUARDED_BY(mu_);
   bool repeat_token_ ABSL_GUARDED_BY(mu_) = false;
 };
 
@@ -105,7 +127,16 @@ class FakeConsumer : public v1::ConsumerService::Service {
                      v1::LeaseResponse*) override {
     absl::MutexLock lock(&mu_);
     deadline_in_ = absl::FromChrono(context->deadline()) - absl::Now();
+    authorization_.clear();
+    const auto found = context->client_metadata().find("authorization");
+    if (found != context->client_metadata().end()) {
+      authorization_.assign(found->second.data(), found->second.size());
+    }
     return grpc::Status::OK;
+  }
+  std::string Authorization() {
+    absl::MutexLock lock(&mu_);
+    return authorization_;
   }
   absl::Duration DeadlineIn() {
     absl::MutexLock lock(&mu_);
@@ -115,6 +146,7 @@ class FakeConsumer : public v1::ConsumerService::Service {
  private:
   absl::Mutex mu_;
   absl::Duration deadline_in_ ABSL_GUARDED_BY(mu_);
+  std::string authorization_ ABSL_GUARDED_BY(mu_);
 };
 
 class ClientTest : public ::testing::Test {
@@ -131,9 +163,9 @@ class ClientTest : public ::testing::Test {
   void TearDown() override { server_->Shutdown(); }
 
   // Runs hourglassctl with `args` against the fake; fills out_ and err_, returns the exit code.
-  int Ctl(std::vector<std::string> args) {
+  int Ctl(std::vector<std::string> args, absl::string_view token_from_env = "") {
     args.insert(args.begin(), absl::StrCat("--address=127.0.0.1:", port_));
-    absl::StatusOr<Invocation> invocation = ParseCommandLine(args, "");
+    absl::StatusOr<Invocation> invocation = ParseCommandLine(args, "", token_from_env);
     EXPECT_TRUE(invocation.ok()) << invocation.status();
     if (!invocation.ok()) return -1;
     std::istringstream in;
@@ -230,6 +262,33 @@ TEST_F(ClientTest, LeaseDeadlineCoversTheWait) {
   EXPECT_EQ(Ctl({"--timeout=2s", "lease", "--wait=0s"}), 0) << err_;
   EXPECT_GT(consumer_.DeadlineIn(), absl::Seconds(1));
   EXPECT_LE(consumer_.DeadlineIn(), absl::Seconds(3));
+}
+
+// The token goes out as exactly one "authorization: Bearer <token>" on every call (the flag
+// wins over $HOURGLASS_TOKEN); without one, no authorization metadata at all.
+TEST_F(ClientTest, SendsTheTokenAsBearerMetadata) {
+  EXPECT_EQ(Ctl({"status", "t1"}), 3);
+  EXPECT_THAT(scheduler_.Authorizations(), ElementsAre());
+  EXPECT_EQ(Ctl({"--token=flag-token-0123456789", "status", "t1"}), 3);
+  EXPECT_THAT(scheduler_.Authorizations(), ElementsAre("Bearer flag-token-0123456789"));
+  EXPECT_EQ(Ctl({"status", "t1"}, "env-token-0123456789"), 3);
+  EXPECT_THAT(scheduler_.Authorizations(), ElementsAre("Bearer env-token-0123456789"));
+  EXPECT_EQ(Ctl({"status", "t1", "--token", "flag-token-0123456789"}, "env-token-0123456789"), 3);
+  EXPECT_THAT(scheduler_.Authorizations(), ElementsAre("Bearer flag-token-0123456789"));
+  // The lease has its own context (its deadline covers the wait): it carries the token too.
+  EXPECT_EQ(Ctl({"lease", "--wait=0s"}, "env-token-0123456789"), 0) << err_;
+  EXPECT_EQ(consumer_.Authorization(), "Bearer env-token-0123456789");
+}
+
+// UNAUTHENTICATED and PERMISSION_DENIED have their own exit codes, and the error line never
+// carries the token.
+TEST_F(ClientTest, AuthRefusalsHaveTheirExitCodes) {
+  EXPECT_EQ(Ctl({"status", "unauthenticated"}, "env-token-0123456789"), 8);
+  EXPECT_EQ(out_, "");
+  EXPECT_EQ(err_, "hourglassctl: UNAUTHENTICATED: the token is not valid\n");
+  EXPECT_EQ(Ctl({"--token=flag-token-0123456789", "status", "denied"}), 9);
+  EXPECT_EQ(err_,
+            "hourglassctl: PERMISSION_DENIED: the token may not schedule in queue \"billing\"\n");
 }
 
 }  // namespace

@@ -27,12 +27,13 @@ using ::testing::HasSubstr;
 class CommandLineTest : public ::testing::Test {
  protected:
   absl::StatusOr<Invocation> Parse(const std::vector<std::string>& args,
-                                   absl::string_view env_address = "") {
-    return ParseCommandLine(args, env_address);
+                                   absl::string_view env_address = "",
+                                   absl::string_view env_token = "") {
+    return ParseCommandLine(args, env_address, env_token);
   }
   // The usage error of `args` (fails the test when they parse).
-  std::string UsageError(const std::vector<std::string>& args) {
-    absl::StatusOr<Invocation> invocation = Parse(args);
+  std::string UsageError(const std::vector<std::string>& args, absl::string_view env_token = "") {
+    absl::StatusOr<Invocation> invocation = Parse(args, "", env_token);
     EXPECT_FALSE(invocation.ok()) << "parsed: " << ::testing::PrintToString(args);
     if (invocation.ok()) return "";
     EXPECT_EQ(invocation.status().code(), absl::StatusCode::kInvalidArgument);
@@ -406,6 +407,58 @@ TEST_F(CommandLineTest, EachParseStartsFromTheDefaults) {
   EXPECT_EQ(invocation->options.max, 1);
   EXPECT_TRUE(invocation->given.empty());
   EXPECT_EQ(UsageError({"schedule", "--delay=1s", "--header="}), "--header: \"\" is not key=value");
+}
+
+// --token is global; $HOURGLASS_TOKEN is the token when the flag is not given; neither is
+// needed.
+TEST_F(CommandLineTest, TokenFromFlagOrEnvironment) {
+  absl::StatusOr<Invocation> invocation = Parse({"status", "task-1"});
+  ASSERT_TRUE(invocation.ok()) << invocation.status();
+  EXPECT_EQ(invocation->options.token, "");
+  invocation = Parse({"status", "task-1"}, "", "env-token_0123456789");
+  ASSERT_TRUE(invocation.ok()) << invocation.status();
+  EXPECT_EQ(invocation->options.token, "env-token_0123456789");
+  invocation =
+      Parse({"status", "--token", "flag+token/0123456789=", "task-1"}, "", "env-token_0123456789");
+  ASSERT_TRUE(invocation.ok()) << invocation.status();
+  EXPECT_EQ(invocation->options.token, "flag+token/0123456789=");
+  invocation = Parse({"--token=a.b~c", "lease"});
+  ASSERT_TRUE(invocation.ok()) << invocation.status();
+  EXPECT_EQ(invocation->options.token, "a.b~c");
+}
+
+// A token that cannot be a bearer token is a usage error that names where it came from and the
+// position of the bad character, never the token.
+TEST_F(CommandLineTest, BadTokensAreRefusedWithoutShowingThem) {
+  std::string error = UsageError({"--token=secret value", "status", "t"});
+  EXPECT_EQ(error,
+            "--token: character 7 of the token is not one of A-Z a-z 0-9 - . _ ~ + / = (the token "
+            "is not shown)");
+  error = UsageError({"status", "t"}, "secret\nvalue");
+  EXPECT_EQ(
+      error,
+      "$HOURGLASS_TOKEN: character 7 of the token is not one of A-Z a-z 0-9 - . _ ~ + / = (the "
+      "token is not shown)");
+  EXPECT_THAT(error, ::testing::Not(HasSubstr("secret")));
+  EXPECT_EQ(UsageError({"--token=", "status", "t"}),
+            "--token must not be empty (leave it out to send no token)");
+  EXPECT_EQ(UsageError({"--token=one-0123456789", "--token=two-0123456789", "status", "t"}),
+            "--token is given more than once");
+}
+
+// Help documents --token and never shows a token: not the flag's, not the environment's.
+TEST_F(CommandLineTest, HelpNeverShowsTheToken) {
+  absl::StatusOr<Invocation> invocation =
+      Parse({"--token=flag-secret-0123456789", "status", "--help"}, "", "env-secret-0123456789");
+  ASSERT_TRUE(invocation.ok()) << invocation.status();
+  ASSERT_TRUE(invocation->help);
+  for (const std::string& help : {OverviewHelp(), CommandHelp(Command::kStatus)}) {
+    EXPECT_THAT(help, HasSubstr("--token=SECRET"));
+    EXPECT_THAT(help, HasSubstr("$HOURGLASS_TOKEN"));
+    EXPECT_THAT(help, HasSubstr("  8  UNAUTHENTICATED"));
+    EXPECT_THAT(help, HasSubstr("  9  PERMISSION_DENIED"));
+    EXPECT_THAT(help, ::testing::Not(HasSubstr("secret-0123456789")));
+  }
 }
 
 }  // namespace

@@ -228,10 +228,11 @@ TEST(ExitCodeTest, EveryCodeMapsToItsClass) {
   EXPECT_EQ(ExitCodeFor(grpc::StatusCode::UNAVAILABLE), 6);
   EXPECT_EQ(ExitCodeFor(grpc::StatusCode::DEADLINE_EXCEEDED), 6);
   EXPECT_EQ(ExitCodeFor(grpc::StatusCode::UNIMPLEMENTED), 7);
-  for (grpc::StatusCode code :
-       {grpc::StatusCode::CANCELLED, grpc::StatusCode::UNKNOWN, grpc::StatusCode::PERMISSION_DENIED,
-        grpc::StatusCode::RESOURCE_EXHAUSTED, grpc::StatusCode::INTERNAL,
-        grpc::StatusCode::DATA_LOSS, grpc::StatusCode::UNAUTHENTICATED}) {
+  EXPECT_EQ(ExitCodeFor(grpc::StatusCode::UNAUTHENTICATED), 8);
+  EXPECT_EQ(ExitCodeFor(grpc::StatusCode::PERMISSION_DENIED), 9);
+  for (grpc::StatusCode code : {grpc::StatusCode::CANCELLED, grpc::StatusCode::UNKNOWN,
+                                grpc::StatusCode::RESOURCE_EXHAUSTED, grpc::StatusCode::INTERNAL,
+                                grpc::StatusCode::DATA_LOSS}) {
     EXPECT_EQ(ExitCodeFor(code), 1) << StatusCodeName(code);
   }
   EXPECT_EQ(StatusCodeName(grpc::StatusCode::NOT_FOUND), "NOT_FOUND");
