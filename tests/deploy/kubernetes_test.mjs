@@ -415,6 +415,59 @@ test("resources: CPU and memory requests and a memory limit", () => {
   assert.ok(limit / BYTES_PER_TASK >= 1e6, `memory limit ${limits.memory}`);
 });
 
+test("overload: --max_pending fits the memory limit with room for the process and payloads", () => {
+  const limit = parseQuantityBytes(container.resources.limits.memory);
+  const maxPending = Number(flags.max_pending);
+  assert.ok(Number.isInteger(maxPending) && maxPending > 0, `--max_pending=${flags.max_pending}`);
+  // The process takes about 300 MiB besides its tasks; at least 10 % of the limit is left for
+  // payloads. A limit far below what the memory holds would refuse tasks for nothing.
+  const tasksBytes = maxPending * BYTES_PER_TASK;
+  assert.ok(tasksBytes + 300 * 2 ** 20 <= 0.9 * limit, `--max_pending=${maxPending} for ${limit} B`);
+  assert.ok(tasksBytes >= 0.5 * limit, `--max_pending=${maxPending} wastes the ${limit} B limit`);
+});
+
+// The optional token auth: the lines of statefulset.yaml that start with "#auth: ", uncommented
+// with the sed line its comment gives.
+function enableAuth(text) {
+  return text.replace(/^( *)#auth: /gm, "$1");
+}
+
+test("auth: off by default; uncommented, a Secret directory volume and --auth_tokens_file", () => {
+  assert.ok(!container.args.some((a) => a.startsWith("--auth_tokens_file")));
+  assert.ok(!pod.volumes.some((v) => v.secret));
+  const source = readFileSync(path.join(KUBERNETES_DIR, "statefulset.yaml"), "utf8");
+  assert.ok(source.includes("sed -i 's/^\\( *\\)#auth: /\\1/'"), "the comment's sed line changed");
+  assert.equal((source.match(/^ *#auth: /gm) || []).length, 9);
+  const dir = mkdtempSync(path.join(tmpdir(), "hourglass-kustomize-"));
+  try {
+    cpSync(KUBERNETES_DIR, dir, { recursive: true });
+    writeFileSync(path.join(dir, "statefulset.yaml"), enableAuth(source));
+    const objects = render(dir);
+    for (const object of objects) {
+      assert.doesNotThrow(() => validate(object), `${object.kind}/${object.metadata.name}`);
+    }
+    const authPod = only(objects, "StatefulSet", "hourglass").spec.template.spec;
+    const authContainer = authPod.containers.find((c) => c.name === "hourglass");
+    assert.deepEqual(authContainer.args, [...container.args, "--auth_tokens_file=/etc/hourglass-auth/tokens"]);
+    const volume = authPod.volumes.find((v) => v.secret);
+    assert.equal(volume.secret.secretName, "hourglass-auth-tokens");
+    assert.equal(volume.secret.optional, false);
+    assert.equal(volume.secret.defaultMode & 0o007, 0, "the tokens must not be world-readable");
+    assert.equal(volume.secret.defaultMode & 0o040, 0o040, "the server's group (fsGroup) reads them");
+    assert.equal(volume.secret.items, undefined, "every key of the Secret, as files");
+    const mount = authContainer.volumeMounts.find((m) => m.name === volume.name);
+    assert.equal(mount.subPath, undefined, "a subPath mount never sees a Secret update");
+    assert.equal(mount.readOnly, true);
+    assert.equal(`${mount.mountPath}/tokens`, "/etc/hourglass-auth/tokens");
+    // Not below another volume's mount (the flags ConfigMap is read-only).
+    for (const other of authContainer.volumeMounts.filter((m) => m !== mount)) {
+      assert.ok(!mount.mountPath.startsWith(`${other.mountPath}/`), other.mountPath);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test("security: non-root numeric user of the image, read-only root, nothing to escalate", () => {
   const uid = Number(dockerRuntime().user.split(":")[0]);
   assert.ok(uid > 0);
