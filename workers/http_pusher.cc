@@ -153,6 +153,15 @@ absl::Status HttpPusher::CheckUrl(absl::string_view url, absl::string_view field
     return absl::InvalidArgumentError(
         absl::StrCat(field, " must be at most ", kMaxUrlBytes, " bytes, got ", url.size()));
   }
+  // libcurl takes a C string: a NUL would cut the URL it checks (and later calls) short of the one
+  // stored. Spaces and control bytes have no place in a URL either.
+  for (char c : url) {
+    if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, " must not contain spaces or control characters (found byte 0x",
+          absl::Hex(static_cast<unsigned char>(c), absl::kZeroPad2), "); percent-encode them"));
+    }
+  }
   std::unique_ptr<CURLU, decltype(&curl_url_cleanup)> parsed(curl_url(), &curl_url_cleanup);
   const std::string text(url);
   if (parsed == nullptr ||
