@@ -417,6 +417,12 @@ def test_panels_show_the_traffic(traffic_done):
     assert by("", "Ready tasks", "A") == {("",): ready}
     (build,) = traffic_done.query('hourglass_build_info{job="hourglass"}')
     assert by("version", "Version", "A") == {(build["metric"]["version"],): 1}
+    # The Overload row: every unfinished task of the traffic against --max_pending's default
+    # (the server starts without the flag), and no refusal (the counter exists at 0).
+    unfinished = sum(n for (_, s), n in expected.items() if s in ("scheduled", "ready", "leased"))
+    assert by("", "Pending tasks vs limit", "A") == {("",): unfinished}
+    assert by("", "Pending tasks vs limit", "B") == {("",): 5_000_000}
+    assert by("", "Refused new tasks (range)", "A") == {("",): 0}
 
 
 def test_push_panels_show_the_traffic(traffic_done):
