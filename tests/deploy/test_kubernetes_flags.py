@@ -144,6 +144,9 @@ def test_server_starts_with_the_flag_file_and_applies_it(data_dir):
         assert re.search(
             rf"^hourglass_dispatch_queue_capacity {flags['queue_capacity']}(\.0+)?$", metrics, re.M
         ), "the metrics endpoint does not report the file's --queue_capacity"
+        assert re.search(
+            rf"^hourglass_pending_limit {flags['max_pending']}(\.0+)?$", metrics, re.M
+        ), "the metrics endpoint does not report the file's --max_pending"
 
         # SIGTERM, as the kubelet sends after the preStop pause: the server stops cleanly
         # well within what terminationGracePeriodSeconds leaves after that pause.
@@ -170,3 +173,59 @@ def test_a_flag_the_binary_does_not_know_is_refused(data_dir):
     )
     assert result.returncode != 0
     assert "shutdown_grase" in result.stderr
+
+
+def auth_args():
+    """The arguments of statefulset.yaml's optional token auth (its "#auth: - --..." lines)."""
+    with open(STATEFULSET, encoding="utf-8") as f:
+        return re.findall(r"^\s*#auth: - (--\S+)\s*$", f.read(), re.M)
+
+
+def write_secret_version(mount, name, text):
+    """Lays out `mount` as the kubelet does for a Secret volume: the visible file is a symlink
+    through `..data`, which is swapped atomically to a new timestamped directory on update."""
+    version = os.path.join(mount, f"..{name}")
+    os.mkdir(version)
+    with open(os.path.join(version, "tokens"), "w", encoding="utf-8") as f:
+        f.write(text)
+    os.chmod(os.path.join(version, "tokens"), 0o440)
+    os.symlink(f"..{name}", os.path.join(mount, "..data_tmp"))
+    os.rename(os.path.join(mount, "..data_tmp"), os.path.join(mount, "..data"))
+    if not os.path.lexists(os.path.join(mount, "tokens")):
+        os.symlink("..data/tokens", os.path.join(mount, "tokens"))
+
+
+def test_server_starts_with_the_auth_lines_and_follows_a_secret_update(data_dir):
+    # The commented auth lines of the StatefulSet, uncommented, with the Secret's mount point
+    # moved to a temporary directory laid out like a Secret volume.
+    (arg,) = auth_args()
+    name, _, path = arg[2:].partition("=")
+    assert name == "auth_tokens_file" and path.endswith("/tokens"), arg
+    mount = os.path.join(data_dir, "auth")
+    os.mkdir(mount)
+    tokens = ["k8s-admin-" + os.urandom(16).hex(), "k8s-worker-" + os.urandom(16).hex()]
+    write_secret_version(mount, "2026_01_01_00_00_00.1", f"{tokens[0]} * schedule,consume,admin\n")
+    server = Server(
+        [
+            f"--flagfile={FLAGFILE}",
+            f"--data_dir={os.path.join(data_dir, 'data')}",
+            f"--{name}={os.path.join(mount, 'tokens')}",
+            "--grpc_address=127.0.0.1:0",
+            "--metrics_address=127.0.0.1:0",
+        ]
+    )
+    try:
+        enabled = server.wait_event("auth_enabled", STARTUP_TIMEOUT_S)
+        assert enabled["tokens"] == 1
+        assert server.wait_event("server_started", STARTUP_TIMEOUT_S)["auth"] is True
+        # A Secret update: the kubelet swaps ..data; the server re-reads within about a second.
+        write_secret_version(
+            mount,
+            "2026_01_01_00_05_00.2",
+            f"{tokens[0]} * schedule,consume,admin\n{tokens[1]} jobs consume\n",
+        )
+        reloaded = server.wait_event("auth_tokens_reloaded", 10)
+        assert reloaded["tokens"] == 2
+        assert not any(token in "".join(server.lines) for token in tokens), "a token was logged"
+    finally:
+        server.stop()
