@@ -118,7 +118,11 @@ def test_quick_run_end_to_end_with_fake_peers():
     assert "| target of issue 6 | measured | |" in run.stdout
     assert re.search(r"^\| restart with the pending tasks <= 3 s \| \d+\.\d\d s \| (met|missed) \|$",
                      run.stdout, re.M), run.stdout
-    assert "warning" not in run.stderr, run.stderr
+    # The suite's build is RelWithDebInfo: that warning is expected here; any other (errors, early
+    # or missing deliveries) is a failure.
+    warnings = [line for line in run.stderr.splitlines()
+                if "warning" in line and "build, not Release" not in line]
+    assert not warnings, run.stderr
     assert samples["lateness_missing/hourglass"] == [0]
     assert samples["lateness_rate/hourglass"][0] == pytest.approx(300, rel=0.1)
 
