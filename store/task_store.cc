@@ -280,15 +280,16 @@ TaskStore::Record* TaskStore::NewRecordLocked(absl::string_view queue, std::stri
 }
 
 void TaskStore::PushReadyLocked(Record* r) {
+  // Ordered by due time (ties in arrival order), so that Lease hands out the oldest due first
+  // even when workers make tasks of one tick READY in another order. Tasks nearly always become
+  // READY in due order, so the walk from the tail stops at once.
   Queue::ReadyList& list = r->target != nullptr ? r->queue->push : r->queue->pull;
-  r->ready_prev = list.tail;
-  r->ready_next = nullptr;
-  if (list.tail != nullptr) {
-    list.tail->ready_next = r;
-  } else {
-    list.head = r;
-  }
-  list.tail = r;
+  Record* after = list.tail;
+  while (after != nullptr && after->due_time > r->due_time) after = after->ready_prev;
+  r->ready_prev = after;
+  r->ready_next = after != nullptr ? after->ready_next : list.head;
+  (r->ready_next != nullptr ? r->ready_next->ready_prev : list.tail) = r;
+  (after != nullptr ? after->ready_next : list.head) = r;
   r->in_ready_list = true;
 }
 

@@ -244,7 +244,7 @@ class TaskStore {
 
   absl::StatusOr<TaskInfo> Get(absl::string_view task_id) const ABSL_LOCKS_EXCLUDED(mu_);
 
-  // READY -> LEASED for up to `max_tasks` tasks of `queue`, oldest ready first. Empty when none is
+  // READY -> LEASED for up to `max_tasks` tasks of `queue`, oldest due first. Empty when none is
   // ready.
   std::vector<LeasedTask> Lease(absl::string_view queue, int max_tasks,
                                 absl::Duration lease_duration, uint64_t* lsn = nullptr)

@@ -2030,5 +2030,29 @@ TEST(MaxPendingUnlimitedTest, ZeroIsUnlimited) {
   EXPECT_EQ(store.pending(), 2000);
 }
 
+// Workers may apply the timers of one tick in any order: Lease still hands out the oldest due
+// first, ties in the order they became READY (an e2e test saw the race on a loaded machine).
+TEST_F(TaskStoreTest, LeaseHandsOutOldestDueFirstWhateverOrderTasksBecameReady) {
+  for (int i = 0; i < 5; ++i) {
+    MustSchedule(Task("q", absl::StrCat("t", i), "p", absl::Milliseconds(10 * (i + 1))));
+  }
+  MustSchedule(Task("q", "tie", "p", absl::Milliseconds(30)));
+  clock_.Advance(absl::Milliseconds(100));
+  std::vector<uint64_t> cookies = timers_.FireDue(clock_.Now());
+  ASSERT_EQ(cookies.size(), 6u);
+  std::reverse(cookies.begin(), cookies.end());
+  for (uint64_t cookie : cookies) EXPECT_EQ(store_.OnTimer(cookie).kind, Kind::kReady);
+  std::vector<LeasedTask> leased = store_.Lease("q", 10, absl::Seconds(30));
+  std::vector<std::string> ids = IdsOf(leased);
+  // "t2" and "tie" are both due at 30 ms: whichever became READY first comes first.
+  ASSERT_EQ(ids.size(), 6u);
+  EXPECT_EQ(std::vector<std::string>(ids.begin(), ids.begin() + 2),
+            (std::vector<std::string>{"t0", "t1"}));
+  EXPECT_EQ(std::set<std::string>(ids.begin() + 2, ids.begin() + 4),
+            (std::set<std::string>{"t2", "tie"}));
+  EXPECT_EQ(std::vector<std::string>(ids.begin() + 4, ids.end()),
+            (std::vector<std::string>{"t3", "t4"}));
+}
+
 }  // namespace
 }  // namespace hourglass
