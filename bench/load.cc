@@ -33,6 +33,7 @@
 #include "grpcpp/grpcpp.h"
 #include "hourglass/v1/consumer_service.grpc.pb.h"
 #include "hourglass/v1/scheduler_service.grpc.pb.h"
+#include "latency_stats.h"
 
 ABSL_FLAG(std::string, address, "127.0.0.1:7070",
           "host:port of the running hourglass server's gRPC endpoint.");
@@ -72,21 +73,8 @@ namespace hv1 = hourglass::v1;
 
 int64_t ToMicros(absl::Duration d) { return absl::ToInt64Microseconds(d); }
 
-// q-quantile (nearest rank) of sorted microseconds, in milliseconds.
-double PctMs(const std::vector<int64_t>& sorted, double q) {
-  if (sorted.empty()) return 0;
-  double rank = std::ceil(q * static_cast<double>(sorted.size()));
-  size_t i = rank < 1 ? 0 : static_cast<size_t>(rank) - 1;
-  i = std::min(i, sorted.size() - 1);
-  return static_cast<double>(sorted[i]) / 1000.0;
-}
-
-std::vector<int64_t> Merge(std::vector<std::vector<int64_t>>& parts) {
-  std::vector<int64_t> all;
-  for (auto& p : parts) all.insert(all.end(), p.begin(), p.end());
-  std::sort(all.begin(), all.end());
-  return all;
-}
+using ::hourglass::bench::Merge;
+using ::hourglass::bench::PctMs;
 
 std::string QueueName(const std::string& mode) {
   std::string q = absl::GetFlag(FLAGS_queue);

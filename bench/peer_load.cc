@@ -59,6 +59,7 @@
 #include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
 #include "hourglass/v1/scheduler_service.grpc.pb.h"
+#include "latency_stats.h"
 
 #ifdef HOURGLASS_HAVE_HIREDIS
 #include <hiredis/hiredis.h>
@@ -90,21 +91,8 @@ namespace {
 
 int64_t NowNs() { return absl::GetCurrentTimeNanos(); }
 
-// q-quantile (nearest rank) of sorted microseconds, in milliseconds (as hourglass_load).
-double PctMs(const std::vector<int64_t>& sorted, double q) {
-  if (sorted.empty()) return 0;
-  double rank = std::ceil(q * static_cast<double>(sorted.size()));
-  size_t i = rank < 1 ? 0 : static_cast<size_t>(rank) - 1;
-  i = std::min(i, sorted.size() - 1);
-  return static_cast<double>(sorted[i]) / 1000.0;
-}
-
-std::vector<int64_t> Merge(std::vector<std::vector<int64_t>>& parts) {
-  std::vector<int64_t> all;
-  for (auto& p : parts) all.insert(all.end(), p.begin(), p.end());
-  std::sort(all.begin(), all.end());
-  return all;
-}
+using ::hourglass::bench::Merge;
+using ::hourglass::bench::PctMs;
 
 std::string Name(const std::string& mode) {
   std::string name = absl::GetFlag(FLAGS_name);
