@@ -11,6 +11,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "google/protobuf/descriptor.h"
+#include "google/protobuf/unknown_field_set.h"
 #include "workers/grpc_pusher.h"
 #include "workers/http_pusher.h"
 
@@ -252,7 +254,63 @@ absl::Status ValidateTarget(const v1::ScheduleRequest& request, const Limits& li
   return absl::OkStatus();
 }
 
+absl::string_view WireTypeName(google::protobuf::UnknownField::Type type) {
+  switch (type) {
+    case google::protobuf::UnknownField::TYPE_VARINT:
+      return "a varint";
+    case google::protobuf::UnknownField::TYPE_FIXED32:
+      return "a fixed32";
+    case google::protobuf::UnknownField::TYPE_FIXED64:
+      return "a fixed64";
+    case google::protobuf::UnknownField::TYPE_LENGTH_DELIMITED:
+      return "length-delimited bytes";
+    case google::protobuf::UnknownField::TYPE_GROUP:
+      return "a group";
+  }
+  return "another wire type";
+}
+
+// The error names the field by its path from `message` ("http_target.url", "requests[3].queue");
+// the path is built only on the way out of an error.
+absl::Status CheckWireTypesOf(const google::protobuf::Message& message) {
+  const google::protobuf::Descriptor* descriptor = message.GetDescriptor();
+  const google::protobuf::Reflection* reflection = message.GetReflection();
+  const google::protobuf::UnknownFieldSet& unknown = reflection->GetUnknownFields(message);
+  for (int i = 0; i < unknown.field_count(); ++i) {
+    const google::protobuf::UnknownField& sent = unknown.field(i);
+    const google::protobuf::FieldDescriptor* field = descriptor->FindFieldByNumber(sent.number());
+    if (field == nullptr) continue;  // a field this server does not know
+    return Invalid(absl::StrCat(
+        field->name(), " (field ", sent.number(), " of ", descriptor->full_name(), ") was sent as ",
+        WireTypeName(sent.type()), ", but its type is ", field->is_repeated() ? "repeated " : "",
+        field->message_type() != nullptr ? field->message_type()->full_name()
+                                         : std::string(field->type_name()),
+        "; encode it as its .proto type"));
+  }
+  for (int i = 0; i < descriptor->field_count(); ++i) {
+    const google::protobuf::FieldDescriptor* field = descriptor->field(i);
+    if (field->cpp_type() != google::protobuf::FieldDescriptor::CPPTYPE_MESSAGE) continue;
+    // A map entry's stray fields are dropped by the parser; nothing to look at.
+    if (field->is_map()) continue;
+    if (field->is_repeated()) {
+      const int size = reflection->FieldSize(message, field);
+      for (int k = 0; k < size; ++k) {
+        absl::Status s = CheckWireTypesOf(reflection->GetRepeatedMessage(message, field, k));
+        if (!s.ok()) return Invalid(absl::StrCat(field->name(), "[", k, "].", s.message()));
+      }
+    } else if (reflection->HasField(message, field)) {
+      absl::Status s = CheckWireTypesOf(reflection->GetMessage(message, field));
+      if (!s.ok()) return Invalid(absl::StrCat(field->name(), ".", s.message()));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
+
+absl::Status CheckFieldWireTypes(const google::protobuf::Message& request) {
+  return CheckWireTypesOf(request);
+}
 
 absl::StatusOr<absl::Duration> FromProto(const google::protobuf::Duration& d,
                                          absl::string_view field) {

@@ -807,5 +807,61 @@ TEST(ValidateListTest, DefaultsLimitsAndTokens) {
   EXPECT_THAT(InvalidMessage(ValidateList(request)), StartsWith("state must be a TaskState"));
 }
 
+// A field of a known number sent with another wire type (protobuf keeps it as an unknown field
+// and leaves the field unset) is INVALID_ARGUMENT naming it, at any depth; unknown numbers (a
+// newer client's fields) are ignored.
+TEST(ValidationTest, FieldsOfTheWrongWireTypeAreInvalid) {
+  v1::ScheduleRequest request;
+  // queue (field 1, a string) as the varint 5: parses, and the queue would be "default".
+  ASSERT_TRUE(request.ParseFromString(std::string("\x08\x05", 2)));
+  EXPECT_EQ(request.queue(), "");
+  EXPECT_EQ(InvalidMessage(CheckFieldWireTypes(request)),
+            "queue (field 1 of hourglass.v1.ScheduleRequest) was sent as a varint, but its type "
+            "is string; encode it as its .proto type");
+
+  // delay (field 5) { seconds (field 1, an int64) as length-delimited bytes }
+  ASSERT_TRUE(request.ParseFromString(std::string("\x2a\x03\x0a\x01\x78", 5)));
+  EXPECT_EQ(InvalidMessage(CheckFieldWireTypes(request)),
+            "delay.seconds (field 1 of google.protobuf.Duration) was sent as length-delimited "
+            "bytes, but its type is int64; encode it as its .proto type");
+
+  // ScheduleBatch requests[1] { retry_policy (7) { max_attempts (1, an int32) as a fixed32 } }
+  v1::ScheduleBatchRequest batch;
+  ASSERT_TRUE(
+      batch.ParseFromString(std::string("\x0a\x00\x0a\x07\x3a\x05\x0d\x01\x00\x00\x00", 11)));
+  ASSERT_EQ(batch.requests_size(), 2);
+  EXPECT_EQ(InvalidMessage(CheckFieldWireTypes(batch)),
+            "requests[1].retry_policy.max_attempts (field 1 of hourglass.v1.RetryPolicy) was sent "
+            "as a fixed32, but its type is int32; encode it as its .proto type");
+
+  // AckBatch acks (field 1, repeated messages) as a varint.
+  v1::AckBatchRequest acks;
+  ASSERT_TRUE(acks.ParseFromString(std::string("\x08\x01", 2)));
+  EXPECT_THAT(InvalidMessage(CheckFieldWireTypes(acks)),
+              StartsWith("acks (field 1 of hourglass.v1.AckBatchRequest) was sent as a varint, "
+                         "but its type is repeated hourglass.v1.AckRequest; encode"));
+
+  // Unknown field numbers (99 as a varint, 100 as bytes) at the top and nested: accepted.
+  ASSERT_TRUE(
+      request.ParseFromString(std::string("\x98\x06\x01\xa2\x06\x01x\x0a\x01q"
+                                          "\x2a\x03\x98\x06\x01",
+                                          15)));
+  EXPECT_EQ(request.queue(), "q");
+  EXPECT_TRUE(CheckFieldWireTypes(request).ok());
+  // A well-formed request with every kind of field: accepted.
+  v1::ScheduleRequest full;
+  full.set_queue("q");
+  full.set_task_id("t");
+  full.set_payload("\xff\x00", 2);
+  (*full.mutable_headers())["k"] = "v";
+  full.mutable_delay()->set_seconds(5);
+  full.mutable_retry_policy()->mutable_min_backoff()->set_nanos(5);
+  full.mutable_http_target()->set_url("http://example.com/");
+  (*full.mutable_http_target()->mutable_headers())["Authorization"] = "x";
+  full.mutable_dispatch_deadline()->set_seconds(1);
+  ASSERT_TRUE(full.ParseFromString(full.SerializeAsString()));
+  EXPECT_TRUE(CheckFieldWireTypes(full).ok());
+}
+
 }  // namespace
 }  // namespace hourglass
