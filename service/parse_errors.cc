@@ -54,8 +54,9 @@ void LogHandler(google::protobuf::LogLevel level, const char* filename, int line
 // One hourglass call. gRPC creates it with the call and deletes it with the call.
 class ParseErrorInterceptor final : public grpc::experimental::Interceptor {
  public:
-  ParseErrorInterceptor(RpcContext& context, const ParseErrorInterceptorFactory::Method& method)
-      : context_(context), method_(method), start_(context.clock.Monotonic()) {}
+  ParseErrorInterceptor(RpcContext& context, const ParseErrorInterceptorFactory::Method& method,
+                        const grpc::ServerContextBase* ctx)
+      : context_(context), method_(method), ctx_(ctx), start_(context.clock.Monotonic()) {}
 
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
     if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::POST_RECV_MESSAGE)) {
@@ -71,7 +72,7 @@ class ParseErrorInterceptor final : public grpc::experimental::Interceptor {
         methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS) &&
         methods->GetSendStatus().error_code() == grpc::StatusCode::UNIMPLEMENTED) {
       // gRPC's answer to a request it could not deserialize (no handler ran).
-      const absl::Status status = ParseErrorStatus(method_.request_type, utf8_field_);
+      const absl::Status status = Answer();
       methods->ModifySendStatus(ToGrpcStatus(status));
       RecordRpc(context_.metrics, method_.service, method_.name, status,
                 context_.clock.Monotonic() - start_);
@@ -80,8 +81,22 @@ class ParseErrorInterceptor final : public grpc::experimental::Interceptor {
   }
 
  private:
+  // What RunUnary would answer: the server's state and the token come before the request.
+  absl::Status Answer() const {
+    if (context_.shutting_down.load(std::memory_order_relaxed)) {
+      return absl::UnavailableError("the server is shutting down; retry on another instance");
+    }
+    if (context_.tokens != nullptr) {
+      absl::Status authenticated = ctx_ == nullptr ? Authenticate(context_.tokens, {}).status()
+                                                   : AuthenticateCall(context_, *ctx_).status();
+      if (!authenticated.ok()) return authenticated;
+    }
+    return ParseErrorStatus(method_.request_type, utf8_field_);
+  }
+
   RpcContext& context_;
   const ParseErrorInterceptorFactory::Method& method_;
+  const grpc::ServerContextBase* const ctx_;  // null: no metadata
   const absl::Duration start_;
   bool parse_failed_ = false;
   std::string utf8_field_;
@@ -175,14 +190,14 @@ ParseErrorInterceptorFactory::ParseErrorInterceptorFactory(RpcContext& context)
 grpc::experimental::Interceptor* ParseErrorInterceptorFactory::CreateServerInterceptor(
     grpc::experimental::ServerRpcInfo* info) {
   if (info->method() == nullptr) return nullptr;
-  return CreateForMethod(info->method());
+  return CreateForMethod(info->method(), info->server_context());
 }
 
 grpc::experimental::Interceptor* ParseErrorInterceptorFactory::CreateForMethod(
-    absl::string_view method) {
+    absl::string_view method, const grpc::ServerContextBase* ctx) {
   const auto it = methods_.find(method);
   if (it == methods_.end()) return nullptr;
-  return new ParseErrorInterceptor(context_, it->second);
+  return new ParseErrorInterceptor(context_, it->second, ctx);
 }
 
 }  // namespace hourglass

@@ -10,11 +10,14 @@
 //
 // How: an interceptor of each hourglass call notes at POST_RECV_MESSAGE whether gRPC failed to
 // deserialize the request (the message pointer is null then), and only for such a call rewrites
-// the status at PRE_SEND_STATUS. A handler's own status (INTERNAL included) is never touched: a
-// call whose request parsed is left alone. Protobuf reports which string field held invalid UTF-8
-// only through its log; CaptureProtobufParseErrors() routes that report to the interceptor of the
-// call being parsed (deserialization and POST_RECV_MESSAGE run on one thread, one after the
-// other) instead of an unstructured line on stderr per bad request.
+// the status at PRE_SEND_STATUS, in the order RunUnary checks a request: UNAVAILABLE while the
+// server shuts down, UNAUTHENTICATED without a valid token (docs/security.md: a caller without a
+// valid token learns nothing of its request), then INVALID_ARGUMENT. A handler's own status
+// (INTERNAL included) is never touched: a call whose request parsed is left alone. Protobuf reports
+// which string field held invalid UTF-8 only through its log; CaptureProtobufParseErrors() routes
+// that report to the interceptor of the call being parsed (deserialization and POST_RECV_MESSAGE
+// run on one thread, one after the other) instead of an unstructured line on stderr per bad
+// request.
 //
 // Thread-safe.
 #ifndef HOURGLASS_SERVICE_PARSE_ERRORS_H_
@@ -71,9 +74,11 @@ class ParseErrorInterceptorFactory final
   // others (health, reflection, unknown methods).
   grpc::experimental::Interceptor* CreateServerInterceptor(
       grpc::experimental::ServerRpcInfo* info) override;
-  // The same for a method by its full name ("/hourglass.v1.SchedulerService/Schedule"): what
-  // CreateServerInterceptor does, for tests (gRPC's ServerRpcInfo cannot be made outside gRPC).
-  grpc::experimental::Interceptor* CreateForMethod(absl::string_view method);
+  // The same for a method by its full name ("/hourglass.v1.SchedulerService/Schedule") and the
+  // call's context (its metadata; null: no metadata): what CreateServerInterceptor does, for tests
+  // (gRPC's ServerRpcInfo cannot be made outside gRPC).
+  grpc::experimental::Interceptor* CreateForMethod(absl::string_view method,
+                                                   const grpc::ServerContextBase* ctx);
 
   // What the interceptor needs to know of a method: names for the metrics and the message.
   struct Method {

@@ -26,7 +26,7 @@ void RecordRpc(Metrics& metrics, absl::string_view service, absl::string_view me
 }
 
 absl::StatusOr<Caller> AuthenticateCall(const RpcContext& context,
-                                        const grpc::CallbackServerContext& ctx) {
+                                        const grpc::ServerContextBase& ctx) {
   if (context.tokens == nullptr) return Caller::Anyone();
   std::vector<absl::string_view> authorization;
   const auto [begin, end] = ctx.client_metadata().equal_range("authorization");

@@ -75,7 +75,7 @@ class RpcCall {
 // The caller of an RPC, from its `authorization: Bearer <token>` metadata: UNAUTHENTICATED
 // without a valid token; Caller::Anyone() when authentication is off.
 absl::StatusOr<Caller> AuthenticateCall(const RpcContext& context,
-                                        const grpc::CallbackServerContext& ctx);
+                                        const grpc::ServerContextBase& ctx);
 
 // For the RPCs that name a task: OK when `caller` may act on task `task_id` with `permission`
 // (nullopt: any permission, i.e. may see it). A task of a queue the caller has no permission on

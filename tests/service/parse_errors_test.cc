@@ -88,7 +88,8 @@ class ParseErrorInterceptorTest : public ::testing::Test {
   // Runs one call of `method` through its interceptor: the request (null: gRPC failed to
   // deserialize it), then the status the handler (or gRPC) sends; returns the status sent.
   grpc::Status Call(const std::string& method, void* request, grpc::Status sent) {
-    std::unique_ptr<grpc::experimental::Interceptor> interceptor(factory_.CreateForMethod(method));
+    std::unique_ptr<grpc::experimental::Interceptor> interceptor(
+        factory_.CreateForMethod(method, nullptr));
     EXPECT_NE(interceptor, nullptr) << method;
     if (interceptor == nullptr) return sent;
     FakeBatch received({InterceptionHookPoints::POST_RECV_INITIAL_METADATA,
@@ -162,7 +163,7 @@ TEST_F(ParseErrorInterceptorTest, OnlyHourglassMethodsAreIntercepted) {
         const std::string method = absl::StrCat("/", file->service(s)->full_name(), "/",
                                                 file->service(s)->method(m)->name());
         std::unique_ptr<grpc::experimental::Interceptor> interceptor(
-            factory_.CreateForMethod(method));
+            factory_.CreateForMethod(method, nullptr));
         EXPECT_NE(interceptor, nullptr) << method;
       }
     }
@@ -170,7 +171,8 @@ TEST_F(ParseErrorInterceptorTest, OnlyHourglassMethodsAreIntercepted) {
   for (const char* other : {"/grpc.health.v1.Health/Check",
                             "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
                             "/hourglass.v1.SchedulerService/NoSuchMethod", "", "garbage"}) {
-    std::unique_ptr<grpc::experimental::Interceptor> interceptor(factory_.CreateForMethod(other));
+    std::unique_ptr<grpc::experimental::Interceptor> interceptor(
+        factory_.CreateForMethod(other, nullptr));
     EXPECT_EQ(interceptor, nullptr) << other;
   }
 }
