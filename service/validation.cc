@@ -55,6 +55,10 @@ absl::StatusOr<absl::Time> DueTime(const Request& request, const Limits& limits,
         DurationField(true, request.delay(), "delay", absl::ZeroDuration(), absl::ZeroDuration(),
                       limits.max_delay);
     if (!delay.ok()) {
+      // The flag is worth naming only when the delay is too long (not when it is negative or not
+      // a Duration at all).
+      const absl::StatusOr<absl::Duration> parsed = FromProto(request.delay(), "delay");
+      if (!parsed.ok() || *parsed <= limits.max_delay) return delay.status();
       return Invalid(
           absl::StrCat(delay.status().message(), " (the limit is the server's --max_delay)"));
     }

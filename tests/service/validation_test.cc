@@ -238,12 +238,15 @@ TEST(ValidateScheduleTest, DelayBoundaries) {
             "delay must be <= 10h, got 10h0.000000001s (the limit is the server's --max_delay)");
 
   *request.mutable_delay() = DurationProto(-5);
-  EXPECT_EQ(InvalidMessage(ValidateSchedule(request, limits, kNow)),
-            "delay must be >= 0, got -5s (the limit is the server's --max_delay)");
+  EXPECT_EQ(InvalidMessage(ValidateSchedule(request, limits, kNow)), "delay must be >= 0, got -5s");
 
   *request.mutable_delay() = DurationProto(0, -1);
-  EXPECT_THAT(InvalidMessage(ValidateSchedule(request, limits, kNow)),
-              StartsWith("delay must be >= 0, got -1ns"));
+  EXPECT_EQ(InvalidMessage(ValidateSchedule(request, limits, kNow)),
+            "delay must be >= 0, got -1ns");
+  // Not a Duration: no word of --max_delay either.
+  *request.mutable_delay() = DurationProto(-5, 5);
+  EXPECT_EQ(InvalidMessage(ValidateSchedule(request, limits, kNow)),
+            "delay is not a valid google.protobuf.Duration (seconds -5, nanos 5)");
 
   // The default --max_delay is 730 days.
   *request.mutable_delay() = DurationProto(730 * 86400);
