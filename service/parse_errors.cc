@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <optional>
 #include <utility>
 
 #include "absl/base/call_once.h"
@@ -121,31 +122,13 @@ absl::Status ParseErrorStatus(absl::string_view request_type, absl::string_view 
 
 absl::Status ParseBatchRequest(const grpc::ByteBuffer& bytes, int batch_field,
                                absl::string_view batch_name, google::protobuf::Message* request) {
-  using google::protobuf::internal::WireFormatLite;
   {
     grpc::ByteBuffer copy(bytes);  // shares the slices; the reader needs a mutable buffer
     grpc::ProtoBufferReader reader(&copy);
-    google::protobuf::io::CodedInputStream input(&reader);
-    int64_t items = 0;
-    bool scanned = true;
-    while (const uint32_t tag = input.ReadTag()) {
-      if (WireFormatLite::GetTagFieldNumber(tag) == batch_field &&
-          WireFormatLite::GetTagWireType(tag) == WireFormatLite::WIRETYPE_LENGTH_DELIMITED) {
-        ++items;
-        uint32_t length = 0;
-        if (!input.ReadVarint32(&length) || length > INT32_MAX ||
-            !input.Skip(static_cast<int>(length))) {
-          scanned = false;
-          break;
-        }
-      } else if (!WireFormatLite::SkipField(&input, tag)) {
-        scanned = false;
-        break;
-      }
-    }
     // Bytes that do not scan are left to the parser below (which refuses them with its message).
-    if (scanned && items > kMaxBatchItems) {
-      return ValidateBatchSize(batch_name, static_cast<int>(std::min<int64_t>(items, INT32_MAX)));
+    const std::optional<int64_t> items = CountTopLevelField(&reader, batch_field);
+    if (items.has_value() && *items > kMaxBatchItems) {
+      return ValidateBatchSize(batch_name, static_cast<int>(std::min<int64_t>(*items, INT32_MAX)));
     }
   }
   TakeUtf8ParseErrorOnThisThread();  // a stale report is not this request's

@@ -12,7 +12,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "google/protobuf/descriptor.h"
+#include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/unknown_field_set.h"
+#include "google/protobuf/wire_format_lite.h"
 #include "workers/grpc_pusher.h"
 #include "workers/http_pusher.h"
 
@@ -314,6 +316,31 @@ absl::Status CheckWireTypesOf(const google::protobuf::Message& message) {
 
 absl::Status CheckFieldWireTypes(const google::protobuf::Message& request) {
   return CheckWireTypesOf(request);
+}
+
+std::optional<int64_t> CountTopLevelField(google::protobuf::io::ZeroCopyInputStream* input,
+                                          int field_number) {
+  using google::protobuf::internal::WireFormatLite;
+  google::protobuf::io::CodedInputStream coded(input);
+  int64_t count = 0;
+  while (true) {
+    const uint32_t tag = coded.ReadTag();
+    if (tag == 0) {
+      // The end of the input, or a tag that is not one (0, or a varint that does not end).
+      return coded.ConsumedEntireMessage() ? std::optional(count) : std::nullopt;
+    }
+    if (WireFormatLite::GetTagFieldNumber(tag) == field_number &&
+        WireFormatLite::GetTagWireType(tag) == WireFormatLite::WIRETYPE_LENGTH_DELIMITED) {
+      ++count;
+      uint32_t length = 0;
+      if (!coded.ReadVarint32(&length) || length > INT32_MAX ||
+          !coded.Skip(static_cast<int>(length))) {
+        return std::nullopt;
+      }
+    } else if (!WireFormatLite::SkipField(&coded, tag)) {
+      return std::nullopt;  // groups deeper than protobuf's limit (100) included
+    }
+  }
 }
 
 absl::StatusOr<absl::Duration> FromProto(const google::protobuf::Duration& d,

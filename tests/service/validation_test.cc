@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -16,6 +17,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 
 namespace hourglass {
 namespace {
@@ -864,6 +866,32 @@ TEST(ValidationTest, FieldsOfTheWrongWireTypeAreInvalid) {
   full.mutable_dispatch_deadline()->set_seconds(1);
   ASSERT_TRUE(full.ParseFromString(full.SerializeAsString()));
   EXPECT_TRUE(CheckFieldWireTypes(full).ok());
+}
+
+// The batch methods' item count, without parsing: the length of the repeated field whenever the
+// bytes parse; nullopt for bytes that are not wire format.
+TEST(ValidationTest, CountTopLevelFieldCountsWithoutParsing) {
+  auto count = [](const std::string& bytes) {
+    google::protobuf::io::ArrayInputStream input(bytes.data(), static_cast<int>(bytes.size()));
+    return CountTopLevelField(&input, 1);
+  };
+  EXPECT_EQ(count(""), 0);
+  v1::ScheduleBatchRequest batch;
+  for (int i = 0; i < 3; ++i) batch.add_requests()->set_queue("q");
+  EXPECT_EQ(count(batch.SerializeAsString()), 3);
+  // Field 1 as a varint is not an item; other fields (known or not, groups too) are skipped.
+  EXPECT_EQ(count(std::string("\x08\x05\x0a\x00\x98\x06\x01\xa3\x06\xa4\x06\x0a\x00", 13)), 2);
+  // An item that would not parse (invalid UTF-8 inside) is still counted.
+  EXPECT_EQ(count(std::string("\x0a\x03\x0a\x01\xff", 5)), 1);
+  EXPECT_EQ(count(std::string("\x0a\x05\x0a", 3)), std::nullopt);  // a length past the end
+  EXPECT_EQ(count(std::string(12, '\xff')), std::nullopt);         // a tag that never ends
+  EXPECT_EQ(count(std::string("\x00", 1)), std::nullopt);          // field number 0
+  EXPECT_EQ(count(std::string("\x0c", 1)), std::nullopt);          // an end of group at the top
+  std::string deep;
+  for (int i = 0; i < 101; ++i) deep += "\xa3\x06";
+  for (int i = 0; i < 101; ++i) deep += "\xa4\x06";
+  EXPECT_EQ(count(deep), std::nullopt);  // deeper than protobuf's limit, as the parser says
+  EXPECT_FALSE(batch.ParseFromString(deep));
 }
 
 }  // namespace
