@@ -5,6 +5,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
@@ -276,6 +277,27 @@ absl::string_view WireTypeName(google::protobuf::UnknownField::Type type) {
   return "another wire type";
 }
 
+// The message-typed fields of a message but maps (a map entry's stray fields are dropped by the
+// parser: nothing to look at there), computed once per thread and message type: the walk below
+// runs for every request.
+const std::vector<const google::protobuf::FieldDescriptor*>& MessageFields(
+    const google::protobuf::Descriptor* descriptor) {
+  thread_local absl::flat_hash_map<const google::protobuf::Descriptor*,
+                                   std::vector<const google::protobuf::FieldDescriptor*>>
+      cache;
+  auto [it, inserted] = cache.try_emplace(descriptor);
+  if (inserted) {
+    for (int i = 0; i < descriptor->field_count(); ++i) {
+      const google::protobuf::FieldDescriptor* field = descriptor->field(i);
+      if (field->cpp_type() == google::protobuf::FieldDescriptor::CPPTYPE_MESSAGE &&
+          !field->is_map()) {
+        it->second.push_back(field);
+      }
+    }
+  }
+  return it->second;
+}
+
 // The error names the field by its path from `message` ("http_target.url", "requests[3].queue");
 // the path is built only on the way out of an error.
 absl::Status CheckWireTypesOf(const google::protobuf::Message& message) {
@@ -293,11 +315,7 @@ absl::Status CheckWireTypesOf(const google::protobuf::Message& message) {
                                          : std::string(field->type_name()),
         "; encode it as its .proto type"));
   }
-  for (int i = 0; i < descriptor->field_count(); ++i) {
-    const google::protobuf::FieldDescriptor* field = descriptor->field(i);
-    if (field->cpp_type() != google::protobuf::FieldDescriptor::CPPTYPE_MESSAGE) continue;
-    // A map entry's stray fields are dropped by the parser; nothing to look at.
-    if (field->is_map()) continue;
+  for (const google::protobuf::FieldDescriptor* field : MessageFields(descriptor)) {
     if (field->is_repeated()) {
       const int size = reflection->FieldSize(message, field);
       for (int k = 0; k < size; ++k) {
