@@ -30,6 +30,7 @@
 #include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
 #include "service/validation.h"
+#include "store/file.h"
 #include "store/task_store.h"
 #include "wheel/clock.h"
 
@@ -72,6 +73,9 @@ struct ServerOptions {
   // empty: no authentication. The file is polled for changes every auth_reload_interval.
   std::string auth_tokens_file;
   absl::Duration auth_reload_interval = absl::Seconds(1);
+  // The file system of the log and snapshots; null: the real one. Tests inject one that stalls
+  // or fails; it must outlive the server.
+  FileSystem* file_system = nullptr;
 };
 
 // Checks options a user sets with flags; the message names the flag and the limit.
