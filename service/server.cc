@@ -22,6 +22,7 @@
 #include "service/consumer_service.h"
 #include "service/logging.h"
 #include "service/metrics.h"
+#include "service/parse_errors.h"
 #include "service/scheduler_service.h"
 #include "store/file.h"
 #include "store/wal.h"
@@ -423,6 +424,7 @@ struct Server::Parts {
 
 absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& options, Clock& clock) {
   if (absl::Status s = ValidateOptions(options); !s.ok()) return s;
+  CaptureProtobufParseErrors();  // before any thread starts: protobuf's handler is not atomic
   std::unique_ptr<TokenFile> tokens;
   if (!options.auth_tokens_file.empty()) {
     absl::StatusOr<std::unique_ptr<TokenFile>> file =
@@ -482,6 +484,10 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
   builder.AddListeningPort(options.grpc_address, grpc::InsecureServerCredentials(), &p.grpc_port);
   builder.RegisterService(&p.scheduler);
   builder.RegisterService(&p.consumer);
+  // A request that does not parse as its method's message: INVALID_ARGUMENT, not UNIMPLEMENTED.
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(std::make_unique<ParseErrorInterceptorFactory>(p.context));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   // Room for the largest valid request: the payload plus headers, ids and framing.
   builder.SetMaxReceiveMessageSize(static_cast<int>(MaxReceiveMessageBytes(options.limits)));
   // What gRPC itself may take. Threads: only synchronous handlers (server reflection) use them;
