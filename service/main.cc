@@ -203,6 +203,7 @@ int main(int argc, char** argv) {
                              absl::GetFlag(FLAGS_log_level), "\""));
   }
   hourglass::SetLogLevel(level);
+  hourglass::RouteGrpcLogs();
 
   hourglass::ServerOptions options;
   options.grpc_address = absl::GetFlag(FLAGS_grpc_address);

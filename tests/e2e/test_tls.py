@@ -9,6 +9,7 @@ CAs ("ca" trusted by the server and the clients, "other" trusted by nobody), ser
 for the name hourglass.test (and 127.0.0.1), client certificates of both CAs and an expired one.
 """
 
+import json
 import os
 import socket
 import ssl
@@ -229,6 +230,23 @@ def test_plaintext_client_is_refused(tls_server):
 
 def test_client_trusting_another_ca_is_refused(tls_server, pki):
     expect_refused(secure_channel(tls_server, pki.path("other.crt")))
+
+
+def test_refused_handshakes_are_logged_as_json_lines(mtls_server, pki):
+    expect_refused(secure_channel(mtls_server, pki.path("ca.crt"), client=pki.other_client))
+    expect_refused(grpc.insecure_channel(mtls_server.grpc_address))
+
+    def handshake_logged():
+        return [
+            e
+            for e in mtls_server.log_events()
+            if e.get("event") == "grpc_log" and "certificate verify failed" in e["message"]
+        ]
+
+    event = wait_until(handshake_logged, timeout_s=10, what="the refused handshake's log line")[0]
+    assert event["level"] == "warning"
+    for line in mtls_server.logs():  # stderr stays one JSON object per line
+        assert json.loads(line)["event"], line
 
 
 def test_server_name_mismatch_is_refused(tls_server, pki):
