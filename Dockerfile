@@ -47,6 +47,7 @@ RUN apt-get update \
       libgssapi-krb5-2 \
       libhogweed6 \
       libidn2-0 \
+      libjemalloc2 \
       libk5crypto3 \
       libkeyutils1 \
       libkrb5-3 \

@@ -26,6 +26,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
@@ -100,6 +101,8 @@ void OnSignal(int) { stop_requested.store(true); }
 }  // namespace
 
 int main(int argc, char** argv) {
+  // As in the server (service/main.cc): no deadlock detection of Debian's debug-built Abseil.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   absl::SetProgramUsageMessage(
       "A gRPC server that answers SchedulerService.Schedule and ScheduleBatch without storing: "
       "the ceiling for hourglass_load.\n  grpc_ceiling --grpc_address=127.0.0.1:0");

@@ -4,10 +4,12 @@
 //   schedule  unary Schedule, --inflight calls kept in flight by the callback API; calls/s, p50/p99
 //   batch     ScheduleBatch of --batch_size tasks, --inflight calls in flight; tasks/s, p50/p99
 //   cycle     --producers threads Schedule (due now), --consumers threads Lease (long poll) and
-//             AckBatch what they leased; completed (acknowledged) cycles/s
+//             AckBatch what they leased (--ack_inflight calls in the background); completed
+//             (acknowledged) cycles/s
 //   lateness  schedule --rate tasks/s, each due 1-2 s ahead with its due time in the payload;
-//             --consumers long-poll Lease (max 100, wait 1 s) and AckBatch; lateness = receive
-//             time - due time: p50, p99, p99.9, max, count and how many arrived early (must be 0)
+//             --consumers long-poll Lease (--lease_max, wait 1 s) and AckBatch as in cycle;
+//             lateness = receive time - due time: p50, p99, p99.9, max, count and how many
+//             arrived early (must be 0)
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -62,6 +64,9 @@ ABSL_FLAG(
     "cycle/lateness: consumer threads, each long-polling Lease then AckBatch of what it got.");
 ABSL_FLAG(int, lease_max, 100, "cycle/lateness: max_tasks of each Lease call.");
 ABSL_FLAG(double, lease_wait_seconds, 1.0, "cycle/lateness: wait (long poll) of each Lease call.");
+ABSL_FLAG(int, ack_inflight, 4,
+          "cycle/lateness: AckBatch calls a consumer keeps in flight while it leases on (0: it "
+          "waits for each batch's AckBatch before the next Lease).");
 ABSL_FLAG(int, rate, 20000, "lateness: tasks scheduled per second (sent as a batch every 1 ms).");
 ABSL_FLAG(std::string, queue, "",
           "Queue to use; empty means a fresh queue per run (load-<mode>-<random>), so runs do not "
@@ -226,13 +231,84 @@ int RunSchedule(bool batch) {
 // ---- consumers shared by cycle and lateness
 // -------------------------------------------------------
 
-// Leases from `queue` until `stop`, acknowledges each batch with one AckBatch, and calls
-// on_leased(receive time, tasks) for each non-empty lease. Returns acknowledged tasks.
+// Acknowledges leased batches with AckBatch in the background: up to --ack_inflight calls in
+// flight, so that the consumer leases the next batch while the server syncs the acks of the last
+// one (a synced Ack takes one fdatasync). Counts what was acknowledged before `count_until`.
+class AckPipeline {
+ public:
+  AckPipeline(hv1::ConsumerService::Stub& stub, int max_inflight, absl::Time count_until,
+              std::atomic<int64_t>& acked, std::atomic<int64_t>& errors)
+      : stub_(stub),
+        max_inflight_(std::max(1, max_inflight)),
+        count_until_(count_until),
+        acked_(acked),
+        errors_(errors) {}
+  ~AckPipeline() { Drain(); }
+
+  void Ack(const hv1::LeaseResponse& leased) {
+    auto call = std::make_shared<Call>();
+    for (const auto& t : leased.tasks()) {
+      auto* a = call->request.add_acks();
+      a->set_task_id(t.task_id());
+      a->set_lease_token(t.lease_token());
+    }
+    call->context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(this, &AckPipeline::HasRoom));
+      ++inflight_;
+    }
+    stub_.async()->AckBatch(&call->context, &call->request, &call->response,
+                            [this, call](grpc::Status st) { Done(*call, st); });
+  }
+
+  // Waits for every AckBatch in flight.
+  void Drain() {
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(
+        +[](int* inflight) { return *inflight == 0; }, &inflight_));
+  }
+
+ private:
+  bool HasRoom() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return inflight_ < max_inflight_; }
+
+  struct Call {
+    grpc::ClientContext context;
+    hv1::AckBatchRequest request;
+    hv1::AckBatchResponse response;
+  };
+
+  void Done(const Call& call, const grpc::Status& st) {
+    if (!st.ok()) {
+      errors_.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      int64_t ok = 0;
+      for (const auto& r : call.response.results()) ok += r.code() == 0;
+      errors_.fetch_add(call.response.results_size() - ok, std::memory_order_relaxed);
+      if (absl::Now() <= count_until_) acked_.fetch_add(ok, std::memory_order_relaxed);
+    }
+    absl::MutexLock lock(&mu_);
+    --inflight_;
+  }
+
+  hv1::ConsumerService::Stub& stub_;
+  const int max_inflight_;
+  const absl::Time count_until_;
+  std::atomic<int64_t>& acked_;
+  std::atomic<int64_t>& errors_;
+  absl::Mutex mu_;
+  int inflight_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// Leases from `queue` until `stop`, acknowledges each batch with one AckBatch (in the
+// background, see AckPipeline), and calls on_leased(receive time, tasks) for each non-empty
+// lease. Counts acknowledged tasks in `acked`.
 template <typename OnLeased>
 void ConsumeLoop(const std::string& queue, const std::atomic<bool>& stop, absl::Time count_until,
                  std::atomic<int64_t>& acked, std::atomic<int64_t>& errors, OnLeased on_leased) {
   auto channel = NewChannel();
   auto stub = hv1::ConsumerService::NewStub(channel);
+  AckPipeline acks(*stub, absl::GetFlag(FLAGS_ack_inflight), count_until, acked, errors);
   const absl::Duration wait = absl::Seconds(absl::GetFlag(FLAGS_lease_wait_seconds));
   hv1::LeaseRequest lease;
   lease.set_queue(queue);
@@ -254,25 +330,10 @@ void ConsumeLoop(const std::string& queue, const std::atomic<bool>& stop, absl::
     }
     if (resp.tasks_size() == 0) continue;
     on_leased(received, resp);
-    hv1::AckBatchRequest acks;
-    for (const auto& t : resp.tasks()) {
-      auto* a = acks.add_acks();
-      a->set_task_id(t.task_id());
-      a->set_lease_token(t.lease_token());
-    }
-    grpc::ClientContext actx;
-    actx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
-    hv1::AckBatchResponse aresp;
-    st = stub->AckBatch(&actx, acks, &aresp);
-    if (!st.ok()) {
-      errors.fetch_add(1, std::memory_order_relaxed);
-      continue;
-    }
-    int64_t ok = 0;
-    for (const auto& r : aresp.results()) ok += r.code() == 0;
-    errors.fetch_add(aresp.results_size() - ok, std::memory_order_relaxed);
-    if (absl::Now() <= count_until) acked.fetch_add(ok, std::memory_order_relaxed);
+    acks.Ack(resp);
+    if (absl::GetFlag(FLAGS_ack_inflight) == 0) acks.Drain();
   }
+  acks.Drain();
 }
 
 int RunCycle() {
@@ -443,6 +504,8 @@ int RunLateness() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // As in the server (service/main.cc): no deadlock detection of Debian's debug-built Abseil.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   absl::SetProgramUsageMessage(
       "Load generator for a running hourglass server. One key=value line per run on stdout.\n"
       "  hourglass_load --address=127.0.0.1:7070 --mode=schedule --inflight=1,8,64 --seconds=5\n"

@@ -13,7 +13,7 @@ hourglass_warnings(hourglass_load)
 
 # grpc_ceiling: SchedulerService.Schedule/ScheduleBatch answered without storing.
 add_executable(grpc_ceiling ${hourglass_bench_dir}/grpc_ceiling.cc)
-target_link_libraries(grpc_ceiling PRIVATE hourglass::protos gRPC::grpc++ absl::flags
+target_link_libraries(grpc_ceiling PRIVATE hourglass::protos gRPC::grpc++ absl::synchronization absl::flags
   absl::flags_parse absl::time absl::strings)
 hourglass_warnings(grpc_ceiling)
 

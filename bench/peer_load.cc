@@ -733,6 +733,8 @@ int RunFill() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // As in the server (service/main.cc): no deadlock detection of Debian's debug-built Abseil.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   absl::SetProgramUsageMessage(
       "hourglass_load's workloads against Redis and beanstalkd. One key=value line per run.\n"
       "  peer_load --server=redis --address=127.0.0.1:6379 --mode=insert --connections=1,4\n"

@@ -15,6 +15,12 @@ constexpr absl::string_view kService = "hourglass.v1.ConsumerService";
 
 // One Lease call: a reactor that can wait in the PullDeliverer. It deletes itself in OnDone(),
 // after gRPC has finished with it.
+//
+// A Lease is answered as soon as the tasks are taken, without waiting for its log record's sync
+// (which the next group commit carries): a lease only decides when a task is handed out again,
+// and waiting would add a sync to every task's lateness. If the server dies before that sync,
+// the lease is forgotten and the task handed out again (at-least-once, docs/durability.md). An
+// Ack, Nack or ExtendLease of it waits for its own record, which the log orders after the lease.
 class ConsumerServiceImpl::LeaseCall final : public grpc::ServerUnaryReactor, public LeaseWaiter {
  public:
   LeaseCall(ConsumerServiceImpl& service, LeaseParams params, v1::LeaseResponse* response)
@@ -27,13 +33,13 @@ class ConsumerServiceImpl::LeaseCall final : public grpc::ServerUnaryReactor, pu
   void Start() {
     if (params_.wait <= absl::ZeroDuration()) {
       TryTake();
-      rpc_.FinishWhenDurable(this, absl::OkStatus(), lsn_);
+      rpc_.Finish(this, absl::OkStatus());
       return;
     }
     const absl::Time deadline = service_.context_.clock.Now() + params_.wait;
     switch (service_.pull_.Wait(this, params_.queue, deadline)) {
       case PullDeliverer::WaitResult::kTaken:
-        rpc_.FinishWhenDurable(this, absl::OkStatus(), lsn_);
+        rpc_.Finish(this, absl::OkStatus());
         break;
       case PullDeliverer::WaitResult::kRefused:
         rpc_.Finish(this, absl::UnavailableError("the server is shutting down; retry on another "
@@ -46,7 +52,7 @@ class ConsumerServiceImpl::LeaseCall final : public grpc::ServerUnaryReactor, pu
 
   bool TryTake() override {
     std::vector<LeasedTask> leased =
-        service_.store_.Lease(params_.queue, params_.max_tasks, params_.lease_duration, &lsn_);
+        service_.store_.Lease(params_.queue, params_.max_tasks, params_.lease_duration);
     if (leased.empty()) return false;
     for (const LeasedTask& task : leased) ToProto(task, response_->add_tasks());
     service_.context_.metrics.Leased(params_.queue, static_cast<int64_t>(leased.size()));
@@ -56,8 +62,6 @@ class ConsumerServiceImpl::LeaseCall final : public grpc::ServerUnaryReactor, pu
   void Finish(End end) override {
     switch (end) {
       case End::kTaken:
-        rpc_.FinishWhenDurable(this, absl::OkStatus(), lsn_);
-        break;
       case End::kTimedOut:
         rpc_.Finish(this, absl::OkStatus());
         break;
@@ -79,7 +83,6 @@ class ConsumerServiceImpl::LeaseCall final : public grpc::ServerUnaryReactor, pu
   const RpcCall rpc_;
   const LeaseParams params_;
   v1::LeaseResponse* const response_;
-  uint64_t lsn_ = 0;  // of the last lease taken: answered once it is durable
 };
 
 grpc::ServerUnaryReactor* ConsumerServiceImpl::Lease(grpc::CallbackServerContext* ctx,

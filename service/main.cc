@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "service/logging.h"
 #include "service/server.h"
@@ -185,6 +186,10 @@ int Fail(absl::string_view event, absl::string_view message) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Debian's Abseil is built with its debug checks, so every absl::Mutex acquisition (ours and
+  // gRPC's) also maintains a global lock-order graph for deadlock detection: 680 ns instead of
+  // 110 ns for a pair of nested locks on the benchmark machine. The tests keep the detection.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   absl::SetProgramUsageMessage(kUsage);
   if (WantsHelp(argc, argv)) {
     PrintHelp();

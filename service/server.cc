@@ -286,7 +286,7 @@ struct Server::Parts {
         dispatch_queue(o.queue_capacity),
         ticker(c, [this](std::vector<uint64_t> cookies) { Dispatch(std::move(cookies)); }),
         wal({.dir = o.data_dir,
-             .fs = &PosixFileSystem::Get(),
+             .fs = o.file_system != nullptr ? o.file_system : &PosixFileSystem::Get(),
              .sync = o.fsync,
              .segment_bytes = o.log_segment_bytes,
              .snapshot_bytes = o.snapshot_bytes,

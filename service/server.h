@@ -31,6 +31,7 @@
 #include "grpcpp/grpcpp.h"
 #include "service/tls.h"
 #include "service/validation.h"
+#include "store/file.h"
 #include "store/task_store.h"
 #include "wheel/clock.h"
 
@@ -77,6 +78,9 @@ struct ServerOptions {
   // no files: plaintext. The files are polled for changes every tls_reload_interval.
   TlsFiles tls;
   absl::Duration tls_reload_interval = absl::Minutes(1);
+  // The file system of the log and snapshots; null: the real one. Tests inject one that stalls
+  // or fails; it must outlive the server.
+  FileSystem* file_system = nullptr;
 };
 
 // Checks options a user sets with flags; the message names the flag and the limit.

@@ -15,8 +15,8 @@ apt_packages=(
   build-essential cmake ninja-build pkg-config ca-certificates
   # Libraries and code generators.
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
-  # Push delivery over HTTP.
-  libcurl4-openssl-dev
+  # Push delivery over HTTP; the server's allocator.
+  libcurl4-openssl-dev libjemalloc-dev
   prometheus-cpp-dev
   # C++ tests and benchmarks.
   libgtest-dev libgmock-dev libbenchmark-dev

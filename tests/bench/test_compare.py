@@ -95,7 +95,8 @@ def test_quick_run_end_to_end_with_fake_peers():
             data = json.load(f)
     samples = data["samples"]
     expected = {"insert_pipelined/hourglass", "insert_pipelined/ceiling", "insert_pipelined/beanstalkd",
-                "insert_pipelined_4/beanstalkd", "cycle/hourglass", "cycle/beanstalkd",
+                "insert_pipelined_4/beanstalkd", "cycle/hourglass", "cycle_batch/hourglass",
+                "cycle/beanstalkd",
                 "memory/hourglass", "memory/beanstalkd", "idle_wakeups/hourglass",
                 "restart/hourglass"}
     for server in ("hourglass", "ceiling"):

@@ -53,6 +53,7 @@
 #include "hourglass/v1/consumer_service.grpc.pb.h"
 #include "hourglass/v1/scheduler_service.grpc.pb.h"
 #include "service/validation.h"
+#include "store/file.h"
 #include "tests/testing/fake_clock.h"
 #include "wheel/timing_wheel.h"
 
@@ -162,6 +163,93 @@ std::optional<double> SeriesValue(const std::string& exposition, const std::stri
   }
   return std::nullopt;
 }
+
+// The real file system, except that WritableFile::Sync() waits while the gate is closed: the
+// log's group commit stalls, as on a slow disk.
+class GatedFileSystem final : public FileSystem {
+ public:
+  ~GatedFileSystem() override { OpenGate(); }
+
+  void CloseGate() {
+    absl::MutexLock lock(&mu_);
+    open_ = false;
+  }
+  void OpenGate() {
+    absl::MutexLock lock(&mu_);
+    open_ = true;
+  }
+  // Syncs waiting at the closed gate.
+  int waiting() const {
+    absl::MutexLock lock(&mu_);
+    return waiting_;
+  }
+
+  absl::StatusOr<std::unique_ptr<WritableFile>> NewAppendableFile(
+      const std::string& path) override {
+    return Gated(real_.NewAppendableFile(path));
+  }
+  absl::StatusOr<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path) override {
+    return Gated(real_.NewWritableFile(path));
+  }
+  absl::StatusOr<std::unique_ptr<SequentialFile>> NewSequentialFile(
+      const std::string& path) override {
+    return real_.NewSequentialFile(path);
+  }
+  absl::StatusOr<std::string> ReadFileToString(const std::string& path) override {
+    return real_.ReadFileToString(path);
+  }
+  absl::StatusOr<std::vector<std::string>> ListDir(const std::string& dir) override {
+    return real_.ListDir(dir);
+  }
+  absl::Status Rename(const std::string& from, const std::string& to) override {
+    return real_.Rename(from, to);
+  }
+  absl::Status Remove(const std::string& path) override { return real_.Remove(path); }
+  absl::Status CreateDir(const std::string& path) override { return real_.CreateDir(path); }
+  absl::Status SyncDir(const std::string& dir) override { return real_.SyncDir(dir); }
+  absl::Status Truncate(const std::string& path, uint64_t size) override {
+    return real_.Truncate(path, size);
+  }
+  absl::StatusOr<uint64_t> FileSize(const std::string& path) override {
+    return real_.FileSize(path);
+  }
+  bool Exists(const std::string& path) override { return real_.Exists(path); }
+
+ private:
+  class File final : public WritableFile {
+   public:
+    File(GatedFileSystem& fs, std::unique_ptr<WritableFile> real)
+        : fs_(fs), real_(std::move(real)) {}
+    absl::Status Append(absl::string_view data) override { return real_->Append(data); }
+    absl::Status Flush() override { return real_->Flush(); }
+    absl::Status Sync() override {
+      fs_.PassGate();
+      return real_->Sync();
+    }
+    absl::Status Close() override { return real_->Close(); }
+
+   private:
+    GatedFileSystem& fs_;
+    std::unique_ptr<WritableFile> real_;
+  };
+
+  absl::StatusOr<std::unique_ptr<WritableFile>> Gated(
+      absl::StatusOr<std::unique_ptr<WritableFile>> file) {
+    if (!file.ok()) return file.status();
+    return std::make_unique<File>(*this, *std::move(file));
+  }
+  void PassGate() {
+    absl::MutexLock lock(&mu_);
+    ++waiting_;
+    mu_.Await(absl::Condition(&open_));
+    --waiting_;
+  }
+
+  FileSystem& real_ = PosixFileSystem::Get();
+  mutable absl::Mutex mu_;
+  bool open_ ABSL_GUARDED_BY(mu_) = true;
+  int waiting_ ABSL_GUARDED_BY(mu_) = 0;
+};
 
 // A Lease in flight (long-poll), made with the callback stub so that the test thread stays free.
 class PendingLease {
@@ -582,6 +670,41 @@ TEST_F(ServerTest, LeaseHonoursMaxTasksAndQueues) {
   ASSERT_EQ(leased.size(), 1u);
   EXPECT_EQ(leased[0].task_id(), "in-default");
   EXPECT_EQ(leased[0].queue(), "default");
+}
+
+// A Lease is answered without waiting for the sync of its log record (docs/durability.md): a
+// slow disk adds nothing to a task's lateness. An Ack waits for the sync of its own record.
+TEST_F(ServerTest, LeaseAnswersBeforeItsSyncAndAckAfterIt) {
+  GatedFileSystem fs;
+  options_.file_system = &fs;
+  RestartServer();
+  ScheduleIn("t", absl::Seconds(1));
+  clock_.Advance(absl::Seconds(1));
+  ASSERT_TRUE(EventuallyState("t", v1::TASK_STATE_READY));
+
+  fs.CloseGate();
+  const v1::LeasedTask leased = LeaseOne("t");  // would time out if it waited for the sync
+  ASSERT_TRUE(Eventually([&] { return fs.waiting() >= 1; })) << "the log writer did not sync";
+
+  absl::Notification acked;
+  grpc::Status ack_status;
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  v1::AckRequest request;
+  request.set_task_id("t");
+  request.set_lease_token(leased.lease_token());
+  v1::AckResponse response;
+  consumer_->async()->Ack(&context, &request, &response, [&](grpc::Status status) {
+    ack_status = std::move(status);
+    acked.Notify();
+  });
+  EXPECT_FALSE(acked.WaitForNotificationWithTimeout(absl::Milliseconds(300)))
+      << "the Ack was answered before its record was synced";
+  fs.OpenGate();
+  ASSERT_TRUE(acked.WaitForNotificationWithTimeout(kRealTimeout));
+  EXPECT_TRUE(ack_status.ok()) << ack_status.error_message();
+  EXPECT_EQ(Status("t").state(), v1::TASK_STATE_SUCCEEDED);
+  StopServer();  // before `fs` goes
 }
 
 // --- Long-poll Lease -------------------------------------------------------------------------
