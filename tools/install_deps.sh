@@ -26,6 +26,8 @@ apt_packages=(
   # tests/e2e/test_hostile.py speaks raw HTTP/2 (what no gRPC client sends: non-ASCII tokens,
   # half-sent requests).
   python3-h2
+  # The TLS tests make their certificates with the openssl command (tests/e2e/test_tls.py).
+  openssl
   # Formatting.
   clang-format
   # The libFuzzer targets (tests/fuzz, CTest fuzz_smoke): clang, its sanitizer and libFuzzer
