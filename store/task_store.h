@@ -426,13 +426,17 @@ class TaskStore {
   std::vector<Record*> slots_ ABSL_GUARDED_BY(mu_);
   std::vector<uint32_t> free_slots_ ABSL_GUARDED_BY(mu_);
   // The slots of every record, by task id.
-  absl::flat_hash_set<uint32_t, IdHash, IdEq> by_id_ ABSL_GUARDED_BY(mu_);
+  using IdIndex = absl::flat_hash_set<uint32_t, IdHash, IdEq>;
+  IdIndex by_id_ ABSL_GUARDED_BY(mu_);
   // The cold parts, by slot: what a task needs only in some states or with non-default options.
   absl::node_hash_map<uint32_t, Cold> cold_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, std::unique_ptr<Queue>> queues_ ABSL_GUARDED_BY(mu_);
   std::vector<Queue*> queue_list_ ABSL_GUARDED_BY(mu_);  // by Queue::index
   Queue* last_queue_ ABSL_GUARDED_BY(mu_) = nullptr;     // of the last QueueLocked
   uint32_t next_timer_generation_ ABSL_GUARDED_BY(mu_) = 1;
+  // Replay's view of the clock, and how many records it has replayed since it read it.
+  absl::Time replay_now_ ABSL_GUARDED_BY(mu_);
+  uint32_t replays_since_clock_read_ ABSL_GUARDED_BY(mu_) = 0;
   // Records in a non-final state: kept by NewRecordLocked, SetStateLocked and EraseLocked.
   int64_t pending_ ABSL_GUARDED_BY(mu_) = 0;
   absl::BitGen bitgen_ ABSL_GUARDED_BY(mu_);
