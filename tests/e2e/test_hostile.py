@@ -113,11 +113,13 @@ def nested_messages(number, depth):
 class RawClient:
     """Sends bytes as they are to any method of a server (no serialization)."""
 
-    def __init__(self, address):
-        # No client-side send limit: the server's limit is what is tested.
-        self.channel = grpc.insecure_channel(
-            address, options=[("grpc.max_send_message_length", 64 * MIB)]
-        )
+    def __init__(self, address, own_connection=False):
+        # No client-side send limit: the server's limit is what is tested. gRPC shares one
+        # connection among channels with the same target and options unless told otherwise.
+        options = [("grpc.max_send_message_length", 64 * MIB)]
+        if own_connection:
+            options.append(("grpc.use_local_subchannel_pool", 1))
+        self.channel = grpc.insecure_channel(address, options=options)
 
     def close(self):
         self.channel.close()
@@ -789,30 +791,40 @@ def test_known_fields_of_the_wrong_wire_type(hostile):
 # --- metadata --------------------------------------------------------------------------------
 
 
+METADATA_TOO_LARGE = "received initial metadata size exceeds limit"
+
+
+def expect_metadata_refused(raw, method, data, metadata):
+    """Metadata beyond gRPC's 8 KiB: RESOURCE_EXHAUSTED naming the limit, or, when gRPC 1.51
+    closes the connection while the client still sends the headers (it does, depending on timing,
+    for about half of such calls on a fresh connection), UNAVAILABLE from the client's side of the
+    closed socket. Never another code, never slow."""
+    code, details, seconds = raw.call(method, data, metadata=metadata)
+    if code == StatusCode.RESOURCE_EXHAUSTED:
+        assert METADATA_TOO_LARGE in details, details
+    else:
+        assert code == StatusCode.UNAVAILABLE, (code, details)
+        assert details in ("Broken pipe", "Socket closed", "Connection reset by peer"), details
+    assert seconds < QUICK_S, f"{seconds:.2f} s"
+
+
 def test_metadata_abuse(hostile):
+    # A 1 MB authorization header, a thousand entries and 50,000 entries: beyond gRPC's metadata
+    # limit (8 KiB), each from a client of its own (whose connection gRPC may close); the server
+    # serves the other clients on (this test's, and the well-behaved one throughout).
     get_status = _path("GetStatus")
     request = ld(1, b"no-such-task")
-    # A 1 MB authorization header and a thousand entries: beyond gRPC's metadata limit (8 KiB).
     for metadata in (
         [("authorization", "Bearer " + "a" * MIB)],
         [(f"x-entry-{i}", "v") for i in range(1000)],
+        [(f"x-entry-{i}", "v") for i in range(50_000)],
     ):
-        hostile.raw.expect(
-            StatusCode.RESOURCE_EXHAUSTED,
-            get_status,
-            request,
-            "received initial metadata size exceeds limit",
-            metadata=metadata,
-        )
-    # 50,000 entries: the answer is the same, but the client may find the connection closed
-    # while it still sends them (gRPC's client then reports UNAVAILABLE, "Broken pipe"); either
-    # way the server and its other clients carry on.
-    code, details, seconds = hostile.raw.call(
-        get_status, request, metadata=[(f"x-entry-{i}", "v") for i in range(50_000)]
-    )
-    assert code in (StatusCode.RESOURCE_EXHAUSTED, StatusCode.UNAVAILABLE), (code, details)
-    assert seconds < QUICK_S
-    hostile.raw.expect(StatusCode.NOT_FOUND, get_status, request)
+        abuser = RawClient(hostile.server.grpc_address, own_connection=True)
+        try:
+            expect_metadata_refused(abuser, get_status, request, metadata)
+        finally:
+            abuser.close()
+        hostile.raw.expect(StatusCode.NOT_FOUND, get_status, request)
 
 
 def test_tokens_that_are_no_tokens(start_server, tmp_path):
@@ -852,15 +864,14 @@ def test_tokens_that_are_no_tokens(start_server, tmp_path):
         assert DOES_NOT_PARSE in message
     finally:
         raw.close()
-    client = RawClient(server.grpc_address)
+    client = RawClient(server.grpc_address, own_connection=True)
     try:
         # A 20 KB token: beyond the metadata limit before it is looked at.
-        client.expect(
-            StatusCode.RESOURCE_EXHAUSTED,
+        expect_metadata_refused(
+            client,
             _path("GetStatus"),
             ld(1, b"no-such-task"),
-            "received initial metadata size exceeds limit",
-            metadata=[("authorization", "Bearer " + "a" * 20_000)],
+            [("authorization", "Bearer " + "a" * 20_000)],
         )
     finally:
         client.close()
