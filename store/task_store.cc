@@ -496,7 +496,10 @@ TaskStore::Record* TaskStore::NewRecordLocked(absl::string_view queue, absl::str
   const size_t capacity = by_id_.capacity();
   if (capacity >= kIndexRebuildMinCapacity && by_id_.size() + 1 > capacity - capacity / 8) {
     IdIndex grown(0, IdHash{&slots_}, IdEq{&slots_});
-    grown.reserve(2 * (by_id_.size() + 1));
+    // Twice the capacity, as absl grows: reserve() takes a number of entries, and asking for
+    // more than this capacity holds at its load factor would double it once more.
+    const size_t grown_capacity = 2 * capacity + 1;
+    grown.reserve(grown_capacity - grown_capacity / 8);
     for (uint32_t slot = 0; slot < slots_.size(); ++slot) {
       if (slots_[slot] != nullptr) grown.insert(slot);  // r's too
     }
@@ -1149,6 +1152,11 @@ int64_t TaskStore::pending() const {
 size_t TaskStore::ColdPartsForTest() const {
   absl::MutexLock lock(&mu_);
   return cold_.size();
+}
+
+size_t TaskStore::IndexCapacityForTest() const {
+  absl::MutexLock lock(&mu_);
+  return by_id_.capacity();
 }
 
 }  // namespace hourglass
