@@ -186,10 +186,10 @@ struct TaskStore::Record {
 // The cold part of a task. Every field at its default means "as the hot part says": the record
 // then has no cold part at all.
 struct TaskStore::Cold {
-  Headers headers;                          // dropped when the task succeeds or is cancelled
-  std::unique_ptr<PushTarget> target;       // push tasks only
-  std::optional<RetryPolicy> retry_policy;  // when not RetryPolicy{}
-  std::string lease_token;                  // LEASED only
+  Headers headers;                            // dropped when the task succeeds or is cancelled
+  std::unique_ptr<PushTarget> target;         // push tasks only
+  std::unique_ptr<RetryPolicy> retry_policy;  // when not RetryPolicy{}
+  std::string lease_token;                    // LEASED only
   std::string last_error;
   int64_t lease_expire_ns = 0;  // LEASED only
   int64_t finish_ns = 0;        // final states only
@@ -200,8 +200,8 @@ struct TaskStore::Cold {
   std::optional<int64_t> payload_size_bytes;  // when not the size of the payload held
 
   bool Empty() const {
-    return headers.empty() && target == nullptr && !retry_policy.has_value() &&
-           lease_token.empty() && last_error.empty() && lease_expire_ns == 0 && finish_ns == 0 &&
+    return headers.empty() && target == nullptr && retry_policy == nullptr && lease_token.empty() &&
+           last_error.empty() && lease_expire_ns == 0 && finish_ns == 0 &&
            !first_due_ns.has_value() && !fingerprint.has_value() && !payload_size_bytes.has_value();
   }
 };
@@ -310,8 +310,8 @@ int64_t TaskStore::PayloadSizeLocked(const Record& r) const {
 
 const RetryPolicy& TaskStore::RetryPolicyLocked(const Record& r) const {
   const Cold* cold = FindColdLocked(r);
-  return cold != nullptr && cold->retry_policy.has_value() ? *cold->retry_policy
-                                                           : DefaultRetryPolicy();
+  return cold != nullptr && cold->retry_policy != nullptr ? *cold->retry_policy
+                                                          : DefaultRetryPolicy();
 }
 
 void TaskStore::SetDueLocked(Record* r, absl::Time due_time) {
@@ -496,7 +496,10 @@ TaskStore::Record* TaskStore::NewRecordLocked(absl::string_view queue, absl::str
   const size_t capacity = by_id_.capacity();
   if (capacity >= kIndexRebuildMinCapacity && by_id_.size() + 1 > capacity - capacity / 8) {
     IdIndex grown(0, IdHash{&slots_}, IdEq{&slots_});
-    grown.reserve(2 * (by_id_.size() + 1));
+    // Twice the capacity, as absl grows: reserve() takes a number of entries, and asking for
+    // more than this capacity holds at its load factor would double it once more.
+    const size_t grown_capacity = 2 * capacity + 1;
+    grown.reserve(grown_capacity - grown_capacity / 8);
     for (uint32_t slot = 0; slot < slots_.size(); ++slot) {
       if (slots_[slot] != nullptr) grown.insert(slot);  // r's too
     }
@@ -627,7 +630,8 @@ absl::StatusOr<ScheduleResult> TaskStore::Schedule(NewTask task, uint64_t* lsn) 
       cold.target = std::make_unique<PushTarget>(std::move(*task.target));
       r->flags |= Record::kPush;
     }
-    if (!IsDefault(task.retry_policy)) cold.retry_policy = task.retry_policy;
+    if (!IsDefault(task.retry_policy))
+      cold.retry_policy = std::make_unique<RetryPolicy>(task.retry_policy);
   }
   ArmForStateLocked(r);
   if (log_ != nullptr) {
@@ -1069,7 +1073,7 @@ absl::Status TaskStore::Replay(const store::v1::LogRecord& record) {
           cold.target = std::make_unique<PushTarget>(TargetFromProto(put.target()));
           r->flags |= Record::kPush;
         }
-        if (!IsDefault(policy)) cold.retry_policy = policy;
+        if (!IsDefault(policy)) cold.retry_policy = std::make_unique<RetryPolicy>(policy);
       }
       // Size and fingerprint are kept exactly as logged (the payload may be gone, or the
       // fingerprint of another version's making).
@@ -1148,6 +1152,11 @@ int64_t TaskStore::pending() const {
 size_t TaskStore::ColdPartsForTest() const {
   absl::MutexLock lock(&mu_);
   return cold_.size();
+}
+
+size_t TaskStore::IndexCapacityForTest() const {
+  absl::MutexLock lock(&mu_);
+  return by_id_.capacity();
 }
 
 }  // namespace hourglass

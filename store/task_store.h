@@ -329,6 +329,8 @@ class TaskStore {
 
   // How many tasks have a cold part (see Memory above), for tests of when it exists.
   size_t ColdPartsForTest() const ABSL_LOCKS_EXCLUDED(mu_);
+  // The id index's capacity (entries it has room for, at any load), for tests of its growth.
+  size_t IndexCapacityForTest() const ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   struct Queue;
