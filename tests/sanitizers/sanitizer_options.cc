@@ -26,8 +26,8 @@ const char* __ubsan_default_options() {
 }
 
 const char* __tsan_default_options() {
-  return "halt_on_error=1:second_deadlock_stack=1:ignore_noninstrumented_modules=1:suppressions=" HOURGLASS_TSAN_SUPPRESSIONS
-      HOURGLASS_SYMBOLIZER_OPTION;
+  return "halt_on_error=1:second_deadlock_stack=1:ignore_noninstrumented_modules=1"
+         ":suppressions=" HOURGLASS_TSAN_SUPPRESSIONS HOURGLASS_SYMBOLIZER_OPTION;
 }
 
 }  // extern "C"
