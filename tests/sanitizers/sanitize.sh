@@ -49,9 +49,19 @@ fi
 nice -n 10 cmake --build "${build_dir}" -j "${jobs}"
 echo "sanitize.sh: ${kind} tree built in $((SECONDS - started)) s" >&2
 
+# hourglassctl_e2e (the real server and client, Python) runs in the ASan tree only: under TSan it
+# passes, but takes about 4 minutes on a loaded two-core machine, too close to its 300 s.
+exclude=()
+if [[ "${kind}" == tsan ]]; then
+  exclude=(-E '^hourglassctl_e2e$')
+fi
+# --repeat after-timeout:2: the heaviest tests (the WAL's crash model check, randomized replay
+# runs) take 15 to 35 s under TSan on a quiet machine but went past their 120 s bound when this
+# test shares the CPU with the rest of the suite; a timeout is retried once, a failure or a
+# sanitizer report is not.
 tested=${SECONDS}
 status=0
 nice -n 10 ctest --test-dir "${build_dir}" --output-on-failure --no-tests=error -j "${jobs}" \
-  --timeout 600 || status=$?
+  --timeout 600 --repeat after-timeout:2 "${exclude[@]}" || status=$?
 echo "sanitize.sh: ${kind} tests ran in $((SECONDS - tested)) s (total $((SECONDS - started)) s)" >&2
 exit "${status}"

@@ -3,6 +3,13 @@
 // same whether CTest, sanitize.sh or a developer runs it. The *SAN_OPTIONS environment variables
 // still override them (the runtimes parse the environment after these).
 //
+// TSan: ignore_noninstrumented_modules makes the interceptors (malloc, free, memcpy...) ignore
+// the calls that come from Debian's uninstrumented libraries (gRPC, protobuf, Abseil): those
+// libraries hand memory between their threads through atomics that TSan cannot see, so their
+// allocations, frees and copies would be reported as races with each other (a gRPC call's
+// buffers, allocated by the polling thread and freed on the callback thread). Every access
+// of our own, instrumented code is still checked.
+//
 // Every report ends the process with a failure: UBSan is compiled with
 // -fno-sanitize-recover=all and prints the stack; TSan stops at its first report
 // (halt_on_error) and reads tests/sanitizers/tsan.supp, suppressions for reports that
@@ -19,8 +26,8 @@ const char* __ubsan_default_options() {
 }
 
 const char* __tsan_default_options() {
-  return "halt_on_error=1:second_deadlock_stack=1:suppressions=" HOURGLASS_TSAN_SUPPRESSIONS
-      HOURGLASS_SYMBOLIZER_OPTION;
+  return "halt_on_error=1:second_deadlock_stack=1:ignore_noninstrumented_modules=1"
+         ":suppressions=" HOURGLASS_TSAN_SUPPRESSIONS HOURGLASS_SYMBOLIZER_OPTION;
 }
 
 }  // extern "C"

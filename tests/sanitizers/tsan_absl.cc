@@ -71,6 +71,28 @@ struct Operation {
 };
 thread_local Operation current_operation;
 
+// How many real Abseil members the calling thread is inside. The library's members call each
+// other through the PLT too (CondVar::WaitWithTimeout calls WaitWithDeadline, Notification
+// calls Mutex::LockWhen...): those inner calls are part of the outer operation, already
+// annotated, and go straight to the real member.
+thread_local int real_depth = 0;
+
+class InsideReal {
+ public:
+  InsideReal() { ++real_depth; }
+  ~InsideReal() { --real_depth; }
+  InsideReal(const InsideReal&) = delete;
+  InsideReal& operator=(const InsideReal&) = delete;
+};
+
+bool Nested() { return real_depth > 0; }
+
+template <typename Function, typename... Args>
+auto CallReal(Function real, Args... args) {
+  InsideReal inside;
+  return real(args...);
+}
+
 // Sets current_operation for the scope of one real call (restoring the previous one).
 class OperationScope {
  public:
@@ -93,8 +115,10 @@ unsigned HeldFlags(absl::Mutex* mu) {
 // A lock operation: `call` acquires `mu` (evaluating conditions as kLocking).
 template <typename Call>
 auto Locking(absl::Mutex* mu, unsigned flags, Call call) {
+  if (Nested()) return call();
   __tsan_mutex_pre_lock(mu, flags);
   OperationScope scope(mu, Phase::kLocking, flags);
+  InsideReal inside;
   auto result = call();
   __tsan_mutex_post_lock(mu, flags, 0);
   return result;
@@ -103,6 +127,7 @@ auto Locking(absl::Mutex* mu, unsigned flags, Call call) {
 // An operation that releases the held `mu` and acquires it again (Await, CondVar::Wait).
 template <typename Call>
 auto Relocking(absl::Mutex* mu, Call call) {
+  if (Nested()) return call();
   const unsigned flags = HeldFlags(mu);
   __tsan_mutex_pre_unlock(mu, flags);
   __tsan_mutex_post_unlock(mu, flags);
@@ -110,6 +135,18 @@ auto Relocking(absl::Mutex* mu, Call call) {
 }
 
 struct Unit {};
+
+// Whether `address` (a return address) is in the executable, which holds all of our code; the
+// shared libraries are Debian's.
+bool CalledFromExecutable(void* address) {
+  static const void* executable_base = [] {
+    Dl_info self{};
+    dladdr(reinterpret_cast<void*>(&RealSymbol), &self);
+    return self.dli_fbase;
+  }();
+  Dl_info caller{};
+  return dladdr(address, &caller) != 0 && caller.dli_fbase == executable_base;
+}
 
 }  // namespace
 
@@ -136,8 +173,9 @@ void Mutex::ReaderLock() ABSL_NO_THREAD_SAFETY_ANALYSIS {
 
 bool Mutex::TryLock() ABSL_NO_THREAD_SAFETY_ANALYSIS {
   static const auto real = Real<bool (*)(Mutex*)>("_ZN", "5Mutex7TryLockEv");
+  if (Nested()) return real(this);
   __tsan_mutex_pre_lock(this, __tsan_mutex_try_lock);
-  const bool locked = real(this);
+  const bool locked = CallReal(real, this);
   __tsan_mutex_post_lock(this, __tsan_mutex_try_lock | (locked ? 0 : __tsan_mutex_try_lock_failed),
                          0);
   return locked;
@@ -146,28 +184,31 @@ bool Mutex::TryLock() ABSL_NO_THREAD_SAFETY_ANALYSIS {
 bool Mutex::ReaderTryLock() ABSL_NO_THREAD_SAFETY_ANALYSIS {
   static const auto real = Real<bool (*)(Mutex*)>("_ZN", "5Mutex13ReaderTryLockEv");
   const unsigned flags = __tsan_mutex_read_lock | __tsan_mutex_try_lock;
+  if (Nested()) return real(this);
   __tsan_mutex_pre_lock(this, flags);
-  const bool locked = real(this);
+  const bool locked = CallReal(real, this);
   __tsan_mutex_post_lock(this, flags | (locked ? 0 : __tsan_mutex_try_lock_failed), 0);
   return locked;
 }
 
 void Mutex::Unlock() ABSL_NO_THREAD_SAFETY_ANALYSIS {
   static const auto real = Real<void (*)(Mutex*)>("_ZN", "5Mutex6UnlockEv");
+  if (Nested()) return real(this);
   __tsan_mutex_pre_unlock(this, 0);
   {
     OperationScope scope(this, Phase::kUnlocking, 0);
-    real(this);
+    CallReal(real, this);
   }
   __tsan_mutex_post_unlock(this, 0);
 }
 
 void Mutex::ReaderUnlock() ABSL_NO_THREAD_SAFETY_ANALYSIS {
   static const auto real = Real<void (*)(Mutex*)>("_ZN", "5Mutex12ReaderUnlockEv");
+  if (Nested()) return real(this);
   __tsan_mutex_pre_unlock(this, __tsan_mutex_read_lock);
   {
     OperationScope scope(this, Phase::kUnlocking, __tsan_mutex_read_lock);
-    real(this);
+    CallReal(real, this);
   }
   __tsan_mutex_post_unlock(this, __tsan_mutex_read_lock);
 }
@@ -241,7 +282,14 @@ bool Mutex::AwaitWithDeadline(const Condition& cond, Time deadline) {
 
 Mutex::~Mutex() {
   static const auto real = Real<void (*)(Mutex*)>("_ZN", "5MutexD2Ev");
-  real(this);
+  // gRPC's own mutexes are destroyed by gRPC, on whichever thread drops the last reference,
+  // ordered after their last use by its uninstrumented atomics: TSan would take that for an
+  // unlock-destroy race. Only the mutexes that our (instrumented) code destroys are checked.
+  if (Nested() || !CalledFromExecutable(__builtin_return_address(0))) {
+    real(this);
+    return;
+  }
+  CallReal(real, this);
   __tsan_mutex_destroy(this, 0);
 }
 
@@ -316,22 +364,25 @@ void* NotifiedYet(const Notification* notification) {
 
 void Notification::Notify() {
   static const auto real = Real<void (*)(Notification*)>("_ZN", "12Notification6NotifyEv");
+  if (Nested()) return real(this);
   __tsan_release(this);
   __tsan_release(NotifiedYet(this));
-  real(this);
+  CallReal(real, this);
 }
 
 void Notification::WaitForNotification() const {
   static const auto real =
       Real<void (*)(const Notification*)>("_ZNK", "12Notification19WaitForNotificationEv");
-  real(this);
+  if (Nested()) return real(this);
+  CallReal(real, this);
   __tsan_acquire(const_cast<Notification*>(this));
 }
 
 bool Notification::WaitForNotificationWithTimeout(Duration timeout) const {
   static const auto real = Real<bool (*)(const Notification*, Duration)>(
       "_ZNK", "12Notification30WaitForNotificationWithTimeoutENS0_8DurationE");
-  const bool notified = real(this, timeout);
+  if (Nested()) return real(this, timeout);
+  const bool notified = CallReal(real, this, timeout);
   if (notified) __tsan_acquire(const_cast<Notification*>(this));
   return notified;
 }
@@ -339,7 +390,8 @@ bool Notification::WaitForNotificationWithTimeout(Duration timeout) const {
 bool Notification::WaitForNotificationWithDeadline(Time deadline) const {
   static const auto real = Real<bool (*)(const Notification*, Time)>(
       "_ZNK", "12Notification31WaitForNotificationWithDeadlineENS0_4TimeE");
-  const bool notified = real(this, deadline);
+  if (Nested()) return real(this, deadline);
+  const bool notified = CallReal(real, this, deadline);
   if (notified) __tsan_acquire(const_cast<Notification*>(this));
   return notified;
 }
@@ -347,13 +399,15 @@ bool Notification::WaitForNotificationWithDeadline(Time deadline) const {
 bool BlockingCounter::DecrementCount() {
   static const auto real =
       Real<bool (*)(BlockingCounter*)>("_ZN", "15BlockingCounter14DecrementCountEv");
+  if (Nested()) return real(this);
   __tsan_release(this);
-  return real(this);
+  return CallReal(real, this);
 }
 
 void BlockingCounter::Wait() {
   static const auto real = Real<void (*)(BlockingCounter*)>("_ZN", "15BlockingCounter4WaitEv");
-  real(this);
+  if (Nested()) return real(this);
+  CallReal(real, this);
   __tsan_acquire(this);
 }
 
