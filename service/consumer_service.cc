@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "service/logging.h"
+#include "service/parse_errors.h"
 
 namespace hourglass {
 
@@ -89,10 +90,11 @@ grpc::ServerUnaryReactor* ConsumerServiceImpl::Lease(grpc::CallbackServerContext
                                                      const v1::LeaseRequest* request,
                                                      v1::LeaseResponse* response) {
   // The token first (UNAUTHENTICATED), then the request (INVALID_ARGUMENT), then `consume` on its
-  // queue (PERMISSION_DENIED).
+  // queue (PERMISSION_DENIED), as RunUnary does.
   absl::StatusOr<LeaseParams> params = absl::UnauthenticatedError("");
   absl::StatusOr<Caller> caller = AuthenticateCall(context_, *ctx);
   absl::Status refused = caller.status();
+  if (refused.ok()) refused = CheckFieldWireTypes(*request);
   if (refused.ok()) {
     params = ValidateLease(*request);
     refused = params.status();
@@ -100,7 +102,7 @@ grpc::ServerUnaryReactor* ConsumerServiceImpl::Lease(grpc::CallbackServerContext
   if (refused.ok()) refused = caller->Check(params->queue, Permission::kConsume);
   if (!refused.ok() || context_.shutting_down.load(std::memory_order_relaxed)) {
     // RunUnary answers UNAVAILABLE while shutting down, else the refusal.
-    return RunUnary(context_, kService, "Lease", ctx,
+    return RunUnary(context_, kService, "Lease", ctx, *request,
                     [&](const Caller&, uint64_t*) { return refused; });
   }
   auto* call = new LeaseCall(*this, *std::move(params), response);
@@ -111,13 +113,15 @@ grpc::ServerUnaryReactor* ConsumerServiceImpl::Lease(grpc::CallbackServerContext
 grpc::ServerUnaryReactor* ConsumerServiceImpl::Ack(grpc::CallbackServerContext* ctx,
                                                    const v1::AckRequest* request,
                                                    v1::AckResponse* /*response*/) {
-  return RunUnary(context_, kService, "Ack", ctx, [&](const Caller& caller, uint64_t* lsn) {
-    if (absl::Status s = CheckTaskAccess(store_, caller, request->task_id(), Permission::kConsume);
-        !s.ok()) {
-      return s;
-    }
-    return DoAck(*request, lsn);
-  });
+  return RunUnary(
+      context_, kService, "Ack", ctx, *request, [&](const Caller& caller, uint64_t* lsn) {
+        if (absl::Status s =
+                CheckTaskAccess(store_, caller, request->task_id(), Permission::kConsume);
+            !s.ok()) {
+          return s;
+        }
+        return DoAck(*request, lsn);
+      });
 }
 
 absl::Status ConsumerServiceImpl::DoAck(const v1::AckRequest& request, uint64_t* lsn) {
@@ -129,10 +133,19 @@ absl::Status ConsumerServiceImpl::DoAck(const v1::AckRequest& request, uint64_t*
 }
 
 grpc::ServerUnaryReactor* ConsumerServiceImpl::AckBatch(grpc::CallbackServerContext* ctx,
-                                                        const v1::AckBatchRequest* request,
-                                                        v1::AckBatchResponse* response) {
-  return RunUnary(context_, kService, "AckBatch", ctx,
+                                                        const grpc::ByteBuffer* request_bytes,
+                                                        grpc::ByteBuffer* response_bytes) {
+  // Both live until RunUnary returns: the body runs within it, and leaves the answer in
+  // response_bytes (a Finish that waits for the log sends what is there).
+  v1::AckBatchRequest parsed_request;
+  v1::AckBatchResponse batch_response;
+  const v1::AckBatchRequest* request = &parsed_request;
+  v1::AckBatchResponse* response = &batch_response;
+  const absl::Status parsed = ParseBatchRequest(
+      *request_bytes, v1::AckBatchRequest::kAcksFieldNumber, "acks", &parsed_request);
+  return RunUnary(context_, kService, "AckBatch", ctx, *request,
                   [&](const Caller& caller, uint64_t* lsn) -> absl::Status {
+                    if (!parsed.ok()) return parsed;
                     if (absl::Status s = ValidateBatchSize("acks", request->acks_size()); !s.ok())
                       return s;
                     // One group commit covers the batch: it is answered once the last record is
@@ -149,6 +162,7 @@ grpc::ServerUnaryReactor* ConsumerServiceImpl::AckBatch(grpc::CallbackServerCont
                       if (!status.ok()) result->set_message(std::string(status.message()));
                       *lsn = std::max(*lsn, item_lsn);
                     }
+                    SerializeResponse(*response, response_bytes);
                     return absl::OkStatus();
                   });
 }
@@ -156,31 +170,31 @@ grpc::ServerUnaryReactor* ConsumerServiceImpl::AckBatch(grpc::CallbackServerCont
 grpc::ServerUnaryReactor* ConsumerServiceImpl::Nack(grpc::CallbackServerContext* ctx,
                                                     const v1::NackRequest* request,
                                                     v1::NackResponse* response) {
-  return RunUnary(
-      context_, kService, "Nack", ctx, [&](const Caller& caller, uint64_t* lsn) -> absl::Status {
-        absl::StatusOr<NackParams> params = ValidateNack(*request, limits_);
-        if (!params.ok()) return params.status();
-        if (absl::Status s =
-                CheckTaskAccess(store_, caller, request->task_id(), Permission::kConsume);
-            !s.ok()) {
-          return s;
-        }
-        absl::StatusOr<TaskInfo> info =
-            store_.Nack(request->task_id(), request->lease_token(), params->retry_delay,
-                        std::move(params->error), lsn);
-        if (!info.ok()) return info.status();
-        context_.metrics.Delivered(info->queue, info->state == TaskState::kDead
-                                                    ? Metrics::Outcome::kDead
-                                                    : Metrics::Outcome::kRetried);
-        ToProto(*info, response->mutable_task());
-        return absl::OkStatus();
-      });
+  return RunUnary(context_, kService, "Nack", ctx, *request,
+                  [&](const Caller& caller, uint64_t* lsn) -> absl::Status {
+                    absl::StatusOr<NackParams> params = ValidateNack(*request, limits_);
+                    if (!params.ok()) return params.status();
+                    if (absl::Status s = CheckTaskAccess(store_, caller, request->task_id(),
+                                                         Permission::kConsume);
+                        !s.ok()) {
+                      return s;
+                    }
+                    absl::StatusOr<TaskInfo> info =
+                        store_.Nack(request->task_id(), request->lease_token(), params->retry_delay,
+                                    std::move(params->error), lsn);
+                    if (!info.ok()) return info.status();
+                    context_.metrics.Delivered(info->queue, info->state == TaskState::kDead
+                                                                ? Metrics::Outcome::kDead
+                                                                : Metrics::Outcome::kRetried);
+                    ToProto(*info, response->mutable_task());
+                    return absl::OkStatus();
+                  });
 }
 
 grpc::ServerUnaryReactor* ConsumerServiceImpl::ExtendLease(grpc::CallbackServerContext* ctx,
                                                            const v1::ExtendLeaseRequest* request,
                                                            v1::ExtendLeaseResponse* response) {
-  return RunUnary(context_, kService, "ExtendLease", ctx,
+  return RunUnary(context_, kService, "ExtendLease", ctx, *request,
                   [&](const Caller& caller, uint64_t* lsn) -> absl::Status {
                     absl::StatusOr<absl::Duration> lease_duration = ValidateExtendLease(*request);
                     if (!lease_duration.ok()) return lease_duration.status();

@@ -15,7 +15,10 @@
 
 namespace hourglass {
 
-class ConsumerServiceImpl final : public v1::ConsumerService::CallbackService {
+// AckBatch takes its request as bytes: a batch beyond its limit is refused before it is parsed
+// (ParseBatchRequest).
+class ConsumerServiceImpl final : public v1::ConsumerService::WithRawCallbackMethod_AckBatch<
+                                      v1::ConsumerService::CallbackService> {
  public:
   ConsumerServiceImpl(RpcContext& context, TaskStore& store, PullDeliverer& pull, Limits limits)
       : context_(context), store_(store), pull_(pull), limits_(limits) {}
@@ -30,8 +33,8 @@ class ConsumerServiceImpl final : public v1::ConsumerService::CallbackService {
                                         const v1::ExtendLeaseRequest* request,
                                         v1::ExtendLeaseResponse* response) override;
   grpc::ServerUnaryReactor* AckBatch(grpc::CallbackServerContext* ctx,
-                                     const v1::AckBatchRequest* request,
-                                     v1::AckBatchResponse* response) override;
+                                     const grpc::ByteBuffer* request_bytes,
+                                     grpc::ByteBuffer* response_bytes) override;
 
  private:
   class LeaseCall;

@@ -1,5 +1,6 @@
 #include "service/logging.h"
 
+#include <grpc/support/log.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -7,6 +8,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 
 namespace hourglass {
@@ -122,6 +124,18 @@ LogLine& LogLine::Bool(absl::string_view key, bool value) {
 
 LogLine& LogLine::Dur(absl::string_view key, absl::Duration value) {
   return Dbl(key, absl::ToDoubleSeconds(value));
+}
+
+void RouteGrpcLogs() {
+  gpr_set_log_function([](gpr_log_func_args* args) {
+    const LogLevel level = args->severity == GPR_LOG_SEVERITY_ERROR  ? LogLevel::kWarning
+                           : args->severity == GPR_LOG_SEVERITY_INFO ? LogLevel::kInfo
+                                                                     : LogLevel::kDebug;
+    LogLine(level, "grpc_log")
+        .Str("message", absl::StripTrailingAsciiWhitespace(args->message))
+        .Str("file", args->file)
+        .Int("line", args->line);
+  });
 }
 
 }  // namespace hourglass

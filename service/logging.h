@@ -49,6 +49,12 @@ inline LogLine LogInfo(absl::string_view event) { return LogLine(LogLevel::kInfo
 inline LogLine LogWarning(absl::string_view event) { return LogLine(LogLevel::kWarning, event); }
 inline LogLine LogError(absl::string_view event) { return LogLine(LogLevel::kError, event); }
 
+// gRPC's own log lines (gpr_log: a client's failed TLS handshake, say) become JSON lines too,
+// event "grpc_log", so that stderr stays one JSON object per line. gRPC's errors are logged as
+// warnings (they are mostly about one client or connection), its info and debug lines (only with
+// GRPC_VERBOSITY) as info and debug.
+void RouteGrpcLogs();
+
 // `text` as a JSON string literal, with quotes.
 std::string JsonQuote(absl::string_view text);
 

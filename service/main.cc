@@ -102,6 +102,22 @@ ABSL_FLAG(std::string, auth_tokens_file, "",
           "new version is logged and the old tokens kept). Empty: no authentication, anyone may "
           "call (a warning is logged). See docs/security.md.");
 
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM file of the certificate chain (leaf first) the gRPC port serves; with --tls_key, "
+          "the port speaks TLS only (health and reflection too; /metrics stays plain HTTP). "
+          "Checked at start (a bad file stops the server) and re-read when it changes, see "
+          "--tls_reload_interval. Empty: plaintext. See docs/security.md.");
+ABSL_FLAG(std::string, tls_key, "",
+          "PEM file of the unencrypted private key of --tls_cert. Never logged.");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM file of the CA certificates that client certificates must chain to (mTLS): a "
+          "client without a valid certificate of one of them is refused in the handshake. Needs "
+          "--tls_cert and --tls_key. Empty: no client certificates are asked for.");
+ABSL_FLAG(absl::Duration, tls_reload_interval, absl::Minutes(1),
+          "How often the TLS files are checked for changes (stat). A changed set is checked and "
+          "served to new connections (open ones keep theirs); a bad one is logged "
+          "(tls_reload_failed) and the previous certificate kept. 100ms to 24h.");
+
 namespace {
 
 constexpr const char* kFlagNames[] = {
@@ -109,7 +125,8 @@ constexpr const char* kFlagNames[] = {
     "snapshot_bytes",   "skip_corrupt_log",  "workers",           "queue_capacity",
     "log_level",        "retention",         "max_payload_bytes", "max_delay",
     "push_workers",     "queue_concurrency", "push_allowlist",    "shutdown_grace",
-    "auth_tokens_file", "max_pending",       "max_grpc_threads",  "grpc_memory_bytes"};
+    "auth_tokens_file", "max_pending",       "max_grpc_threads",  "grpc_memory_bytes",
+    "tls_cert",         "tls_key",           "tls_client_ca",     "tls_reload_interval"};
 
 constexpr const char* kUsage =
     "hourglass: a delayed-task service. Clients Schedule a payload to be delivered after a delay "
@@ -191,6 +208,7 @@ int main(int argc, char** argv) {
                              absl::GetFlag(FLAGS_log_level), "\""));
   }
   hourglass::SetLogLevel(level);
+  hourglass::RouteGrpcLogs();
 
   hourglass::ServerOptions options;
   options.grpc_address = absl::GetFlag(FLAGS_grpc_address);
@@ -224,6 +242,10 @@ int main(int argc, char** argv) {
   options.queue_concurrency = absl::GetFlag(FLAGS_queue_concurrency);
   options.push_allowlist = absl::GetFlag(FLAGS_push_allowlist);
   options.auth_tokens_file = absl::GetFlag(FLAGS_auth_tokens_file);
+  options.tls = {.cert_file = absl::GetFlag(FLAGS_tls_cert),
+                 .key_file = absl::GetFlag(FLAGS_tls_key),
+                 .client_ca_file = absl::GetFlag(FLAGS_tls_client_ca)};
+  options.tls_reload_interval = absl::GetFlag(FLAGS_tls_reload_interval);
 
   // SIGTERM and SIGINT are taken by sigwait() below: block them before any thread starts, so
   // that every thread inherits the mask and none is interrupted.
@@ -248,6 +270,9 @@ int main(int argc, char** argv) {
       .Int("workers", options.workers)
       .Int("queue_capacity", capacity)
       .Bool("auth", !options.auth_tokens_file.empty())
+      .Str("tls", !options.tls.enabled() ? "off"
+                  : options.tls.mutual() ? "mutual"
+                                         : "server")
       .Dur("retention_seconds", options.retention);
 
   int signal_number = 0;

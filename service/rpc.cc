@@ -14,8 +14,19 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
 }
 
+void RecordRpc(Metrics& metrics, absl::string_view service, absl::string_view method,
+               const absl::Status& status, absl::Duration elapsed) {
+  metrics.RpcHandled(service, method, static_cast<int>(status.code()), elapsed);
+  if (!status.ok() && LogEnabled(LogLevel::kDebug)) {
+    LogDebug("rpc_failed")
+        .Str("method", method)
+        .Str("code", absl::StatusCodeToString(status.code()))
+        .Str("message", status.message());
+  }
+}
+
 absl::StatusOr<Caller> AuthenticateCall(const RpcContext& context,
-                                        const grpc::CallbackServerContext& ctx) {
+                                        const grpc::ServerContextBase& ctx) {
   if (context.tokens == nullptr) return Caller::Anyone();
   std::vector<absl::string_view> authorization;
   const auto [begin, end] = ctx.client_metadata().equal_range("authorization");
@@ -68,14 +79,7 @@ absl::Status RpcCall::CheckServing() const {
 }
 
 void RpcCall::Finish(grpc::ServerUnaryReactor* reactor, const absl::Status& status) const {
-  const absl::Duration elapsed = context_.clock.Monotonic() - start_;
-  context_.metrics.RpcHandled(service_, method_, static_cast<int>(status.code()), elapsed);
-  if (!status.ok() && LogEnabled(LogLevel::kDebug)) {
-    LogDebug("rpc_failed")
-        .Str("method", method_)
-        .Str("code", absl::StatusCodeToString(status.code()))
-        .Str("message", status.message());
-  }
+  RecordRpc(context_.metrics, service_, method_, status, context_.clock.Monotonic() - start_);
   reactor->Finish(ToGrpcStatus(status));
   absl::MutexLock lock(&context_.mu);
   --context_.in_flight;

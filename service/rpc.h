@@ -16,6 +16,7 @@
 #include "hourglass/v1/task.pb.h"
 #include "service/auth.h"
 #include "service/metrics.h"
+#include "service/validation.h"
 #include "store/task_store.h"
 #include "store/wal.h"
 #include "wheel/clock.h"
@@ -24,6 +25,10 @@ namespace hourglass {
 
 // absl's codes are gRPC's codes: the mapping is one to one.
 grpc::Status ToGrpcStatus(const absl::Status& status);
+
+// Records a finished RPC: its metrics and, when it failed, a debug log line.
+void RecordRpc(Metrics& metrics, absl::string_view service, absl::string_view method,
+               const absl::Status& status, absl::Duration elapsed);
 
 // State shared by the services: constant after construction but for the shutdown state and the
 // count of calls in flight.
@@ -70,7 +75,7 @@ class RpcCall {
 // The caller of an RPC, from its `authorization: Bearer <token>` metadata: UNAUTHENTICATED
 // without a valid token; Caller::Anyone() when authentication is off.
 absl::StatusOr<Caller> AuthenticateCall(const RpcContext& context,
-                                        const grpc::CallbackServerContext& ctx);
+                                        const grpc::ServerContextBase& ctx);
 
 // For the RPCs that name a task: OK when `caller` may act on task `task_id` with `permission`
 // (nullopt: any permission, i.e. may see it). A task of a queue the caller has no permission on
@@ -80,21 +85,24 @@ absl::StatusOr<Caller> AuthenticateCall(const RpcContext& context,
 absl::Status CheckTaskAccess(const TaskStore& store, const Caller& caller,
                              absl::string_view task_id, std::optional<Permission> permission);
 
-// Runs a unary handler whose work is synchronous: refuses it while shutting down or without a
-// valid token, else runs `body(const Caller& caller, uint64_t* lsn)` (returning absl::Status,
-// checking the caller's permissions and setting *lsn when it changed state), then finishes the
-// call with metrics once the change is durable.
+// Runs a unary handler whose work is synchronous: refuses it while shutting down, without a
+// valid token, or when `request` has a field of the wrong wire type (CheckFieldWireTypes), else
+// runs `body(const Caller& caller, uint64_t* lsn)` (returning absl::Status, checking the caller's
+// permissions and setting *lsn when it changed state), then finishes the call with metrics once
+// the change is durable.
 template <typename Body>
 grpc::ServerUnaryReactor* RunUnary(RpcContext& context, absl::string_view service,
                                    absl::string_view method, grpc::CallbackServerContext* ctx,
-                                   Body body) {
+                                   const google::protobuf::Message& request, Body body) {
   RpcCall call(context, service, method);
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   absl::Status status = call.CheckServing();
   uint64_t lsn = 0;
   if (status.ok()) {
     absl::StatusOr<Caller> caller = AuthenticateCall(context, *ctx);
-    status = caller.ok() ? body(*caller, &lsn) : caller.status();
+    status = caller.status();
+    if (status.ok()) status = CheckFieldWireTypes(request);
+    if (status.ok()) status = body(*caller, &lsn);
   }
   call.FinishWhenDurable(reactor, status, lsn);
   return reactor;

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "service/logging.h"
+#include "service/parse_errors.h"
 
 namespace hourglass {
 
@@ -104,57 +105,72 @@ absl::Status CheckSchedule(const Caller& caller, const v1::ScheduleRequest& requ
 grpc::ServerUnaryReactor* SchedulerServiceImpl::Schedule(grpc::CallbackServerContext* ctx,
                                                          const v1::ScheduleRequest* request,
                                                          v1::ScheduleResponse* response) {
-  return RunUnary(context_, kService, "Schedule", ctx, [&](const Caller& caller, uint64_t* lsn) {
-    if (absl::Status s = CheckSchedule(caller, *request); !s.ok()) return s;
-    absl::Status status = DoSchedule(*request, response, lsn);
-    overload::AddRetryHint(ctx, status);
-    return status;
-  });
+  return RunUnary(context_, kService, "Schedule", ctx, *request,
+                  [&](const Caller& caller, uint64_t* lsn) {
+                    if (absl::Status s = CheckSchedule(caller, *request); !s.ok()) return s;
+                    absl::Status status = DoSchedule(*request, response, lsn);
+                    overload::AddRetryHint(ctx, status);
+                    return status;
+                  });
 }
 
 grpc::ServerUnaryReactor* SchedulerServiceImpl::Cancel(grpc::CallbackServerContext* ctx,
                                                        const v1::CancelRequest* request,
                                                        v1::CancelResponse* response) {
-  return RunUnary(context_, kService, "Cancel", ctx, [&](const Caller& caller, uint64_t* lsn) {
-    if (absl::Status s = CheckTaskAccess(store_, caller, request->task_id(), Permission::kSchedule);
-        !s.ok()) {
-      return s;
-    }
-    return DoCancel(*request, response, lsn);
-  });
+  return RunUnary(
+      context_, kService, "Cancel", ctx, *request, [&](const Caller& caller, uint64_t* lsn) {
+        if (absl::Status s =
+                CheckTaskAccess(store_, caller, request->task_id(), Permission::kSchedule);
+            !s.ok()) {
+          return s;
+        }
+        return DoCancel(*request, response, lsn);
+      });
 }
 
 grpc::ServerUnaryReactor* SchedulerServiceImpl::GetStatus(grpc::CallbackServerContext* ctx,
                                                           const v1::GetStatusRequest* request,
                                                           v1::GetStatusResponse* response) {
-  return RunUnary(context_, kService, "GetStatus", ctx, [&](const Caller& caller, uint64_t*) {
-    // Any permission on the task's queue.
-    if (absl::Status s = CheckTaskAccess(store_, caller, request->task_id(), std::nullopt);
-        !s.ok()) {
-      return s;
-    }
-    return DoGetStatus(*request, response);
-  });
+  return RunUnary(
+      context_, kService, "GetStatus", ctx, *request, [&](const Caller& caller, uint64_t*) {
+        // Any permission on the task's queue.
+        if (absl::Status s = CheckTaskAccess(store_, caller, request->task_id(), std::nullopt);
+            !s.ok()) {
+          return s;
+        }
+        return DoGetStatus(*request, response);
+      });
 }
 
 grpc::ServerUnaryReactor* SchedulerServiceImpl::Reschedule(grpc::CallbackServerContext* ctx,
                                                            const v1::RescheduleRequest* request,
                                                            v1::RescheduleResponse* response) {
-  return RunUnary(context_, kService, "Reschedule", ctx, [&](const Caller& caller, uint64_t* lsn) {
-    if (absl::Status s = CheckTaskAccess(store_, caller, request->task_id(), Permission::kSchedule);
-        !s.ok()) {
-      return s;
-    }
-    return DoReschedule(*request, response, lsn);
-  });
+  return RunUnary(
+      context_, kService, "Reschedule", ctx, *request, [&](const Caller& caller, uint64_t* lsn) {
+        if (absl::Status s =
+                CheckTaskAccess(store_, caller, request->task_id(), Permission::kSchedule);
+            !s.ok()) {
+          return s;
+        }
+        return DoReschedule(*request, response, lsn);
+      });
 }
 
-grpc::ServerUnaryReactor* SchedulerServiceImpl::ScheduleBatch(
-    grpc::CallbackServerContext* ctx, const v1::ScheduleBatchRequest* request,
-    v1::ScheduleBatchResponse* response) {
+grpc::ServerUnaryReactor* SchedulerServiceImpl::ScheduleBatch(grpc::CallbackServerContext* ctx,
+                                                              const grpc::ByteBuffer* request_bytes,
+                                                              grpc::ByteBuffer* response_bytes) {
+  // Both live until RunUnary returns: the body runs within it, and leaves the answer in
+  // response_bytes (a Finish that waits for the log sends what is there).
+  v1::ScheduleBatchRequest parsed_request;
+  v1::ScheduleBatchResponse batch_response;
+  const v1::ScheduleBatchRequest* request = &parsed_request;
+  v1::ScheduleBatchResponse* response = &batch_response;
+  const absl::Status parsed = ParseBatchRequest(
+      *request_bytes, v1::ScheduleBatchRequest::kRequestsFieldNumber, "requests", &parsed_request);
   return RunUnary(
-      context_, kService, "ScheduleBatch", ctx,
+      context_, kService, "ScheduleBatch", ctx, *request,
       [&](const Caller& caller, uint64_t* lsn) -> absl::Status {
+        if (!parsed.ok()) return parsed;
         if (absl::Status s = ValidateBatchSize("requests", request->requests_size()); !s.ok()) {
           return s;
         }
@@ -178,6 +194,7 @@ grpc::ServerUnaryReactor* SchedulerServiceImpl::ScheduleBatch(
           }
           *lsn = std::max(*lsn, item_lsn);
         }
+        SerializeResponse(*response, response_bytes);
         return absl::OkStatus();
       });
 }
@@ -185,29 +202,30 @@ grpc::ServerUnaryReactor* SchedulerServiceImpl::ScheduleBatch(
 grpc::ServerUnaryReactor* SchedulerServiceImpl::ListTasks(grpc::CallbackServerContext* ctx,
                                                           const v1::ListTasksRequest* request,
                                                           v1::ListTasksResponse* response) {
-  return RunUnary(
-      context_, kService, "ListTasks", ctx, [&](const Caller& caller, uint64_t*) -> absl::Status {
-        absl::StatusOr<ListParams> params = ValidateList(*request);
-        if (!params.ok()) return params.status();
-        // Without a queue filter the list spans every queue: only for admins of every queue (*).
-        if (absl::Status s = params->queue.empty()
-                                 ? caller.CheckEveryQueue(Permission::kAdmin)
-                                 : caller.Check(params->queue, Permission::kAdmin);
-            !s.ok()) {
-          return s;
-        }
-        TaskPage page =
-            store_.List(params->queue, params->state, params->page_size, params->cursor);
-        for (const TaskInfo& info : page.tasks) ToProto(info, response->add_tasks());
-        response->set_next_page_token(ListPageToken(*params, page.next_cursor));
-        return absl::OkStatus();
-      });
+  return RunUnary(context_, kService, "ListTasks", ctx, *request,
+                  [&](const Caller& caller, uint64_t*) -> absl::Status {
+                    absl::StatusOr<ListParams> params = ValidateList(*request);
+                    if (!params.ok()) return params.status();
+                    // Without a queue filter the list spans every queue: only for admins of every
+                    // queue (*).
+                    if (absl::Status s = params->queue.empty()
+                                             ? caller.CheckEveryQueue(Permission::kAdmin)
+                                             : caller.Check(params->queue, Permission::kAdmin);
+                        !s.ok()) {
+                      return s;
+                    }
+                    TaskPage page = store_.List(params->queue, params->state, params->page_size,
+                                                params->cursor);
+                    for (const TaskInfo& info : page.tasks) ToProto(info, response->add_tasks());
+                    response->set_next_page_token(ListPageToken(*params, page.next_cursor));
+                    return absl::OkStatus();
+                  });
 }
 
 grpc::ServerUnaryReactor* SchedulerServiceImpl::RetryTask(grpc::CallbackServerContext* ctx,
                                                           const v1::RetryTaskRequest* request,
                                                           v1::RetryTaskResponse* response) {
-  return RunUnary(context_, kService, "RetryTask", ctx,
+  return RunUnary(context_, kService, "RetryTask", ctx, *request,
                   [&](const Caller& caller, uint64_t* lsn) -> absl::Status {
                     if (absl::Status s = ValidateTaskId(request->task_id()); !s.ok()) return s;
                     if (absl::Status s =

@@ -11,7 +11,10 @@
 
 namespace hourglass {
 
-class SchedulerServiceImpl final : public v1::SchedulerService::CallbackService {
+// ScheduleBatch takes its request as bytes: a batch beyond its limit is refused before it is
+// parsed (ParseBatchRequest).
+class SchedulerServiceImpl final : public v1::SchedulerService::WithRawCallbackMethod_ScheduleBatch<
+                                       v1::SchedulerService::CallbackService> {
  public:
   SchedulerServiceImpl(RpcContext& context, TaskStore& store, Limits limits)
       : context_(context), store_(store), limits_(limits) {}
@@ -29,8 +32,8 @@ class SchedulerServiceImpl final : public v1::SchedulerService::CallbackService 
                                        const v1::RescheduleRequest* request,
                                        v1::RescheduleResponse* response) override;
   grpc::ServerUnaryReactor* ScheduleBatch(grpc::CallbackServerContext* ctx,
-                                          const v1::ScheduleBatchRequest* request,
-                                          v1::ScheduleBatchResponse* response) override;
+                                          const grpc::ByteBuffer* request_bytes,
+                                          grpc::ByteBuffer* response_bytes) override;
   grpc::ServerUnaryReactor* ListTasks(grpc::CallbackServerContext* ctx,
                                       const v1::ListTasksRequest* request,
                                       v1::ListTasksResponse* response) override;

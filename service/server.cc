@@ -22,7 +22,9 @@
 #include "service/consumer_service.h"
 #include "service/logging.h"
 #include "service/metrics.h"
+#include "service/parse_errors.h"
 #include "service/scheduler_service.h"
+#include "service/tls.h"
 #include "store/file.h"
 #include "store/wal.h"
 #include "wheel/ticker.h"
@@ -204,6 +206,9 @@ int QueueConcurrency(const ServerOptions& options) {
 }  // namespace
 
 absl::Status ValidateOptions(const ServerOptions& options) {
+  if (absl::Status s = ValidateTlsFlags(options.tls, options.tls_reload_interval); !s.ok()) {
+    return s;
+  }
   if (options.workers < 1 || options.workers > 1024) {
     return absl::InvalidArgumentError(
         absl::StrCat("--workers must be between 1 and 1024, got ", options.workers));
@@ -401,7 +406,8 @@ struct Server::Parts {
   HttpPusher http_pusher;
   GrpcPusher grpc_pusher;
   std::unique_ptr<DataDirLock> data_dir_lock;
-  std::unique_ptr<TokenFile> tokens;  // null: no authentication
+  std::unique_ptr<TokenFile> tokens;     // null: no authentication
+  std::unique_ptr<TlsCertificates> tls;  // null: plaintext; outlives grpc_server
   Metrics metrics;
   RpcContext context;
   BoundedQueue<uint64_t> dispatch_queue;
@@ -423,6 +429,7 @@ struct Server::Parts {
 
 absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& options, Clock& clock) {
   if (absl::Status s = ValidateOptions(options); !s.ok()) return s;
+  CaptureProtobufParseErrors();  // before any thread starts: protobuf's handler is not atomic
   std::unique_ptr<TokenFile> tokens;
   if (!options.auth_tokens_file.empty()) {
     absl::StatusOr<std::unique_ptr<TokenFile>> file =
@@ -438,6 +445,14 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
              "--auth_tokens_file is not set: any client may schedule, consume and read the tasks "
              "of every queue (see docs/security.md)");
   }
+  std::unique_ptr<TlsCertificates> tls;
+  if (options.tls.enabled()) {
+    absl::StatusOr<std::unique_ptr<TlsCertificates>> loaded =
+        TlsCertificates::Create(options.tls, options.tls_reload_interval);
+    if (!loaded.ok()) return loaded.status();  // names the file, never the key
+    tls = *std::move(loaded);
+    LogTlsEnabled(*tls);
+  }
   absl::StatusOr<std::unique_ptr<DataDirLock>> lock = DataDirLock::Acquire(options.data_dir);
   if (!lock.ok()) return lock.status();
 
@@ -446,6 +461,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
   Parts& p = *parts;
   p.data_dir_lock = *std::move(lock);
   p.tokens = std::move(tokens);
+  p.tls = std::move(tls);
   p.context.tokens = p.tokens.get();
   p.context.wal = &p.wal;
   p.AddGauges();
@@ -479,9 +495,20 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.grpc_address, grpc::InsecureServerCredentials(), &p.grpc_port);
+  builder.AddListeningPort(
+      options.grpc_address,
+      p.tls != nullptr ? p.tls->ServerCredentials() : grpc::InsecureServerCredentials(),
+      &p.grpc_port);
+  if (p.tls != nullptr) {
+    p.metrics.AddGaugeSource(
+        [&p](std::vector<prometheus::MetricFamily>* out) { p.tls->CollectMetrics(out); });
+  }
   builder.RegisterService(&p.scheduler);
   builder.RegisterService(&p.consumer);
+  // A request that does not parse as its method's message: INVALID_ARGUMENT, not UNIMPLEMENTED.
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(std::make_unique<ParseErrorInterceptorFactory>(p.context));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   // Room for the largest valid request: the payload plus headers, ids and framing.
   builder.SetMaxReceiveMessageSize(static_cast<int>(MaxReceiveMessageBytes(options.limits)));
   // What gRPC itself may take. Threads: only synchronous handlers (server reflection) use them;

@@ -29,6 +29,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
+#include "service/tls.h"
 #include "service/validation.h"
 #include "store/file.h"
 #include "store/task_store.h"
@@ -73,6 +74,10 @@ struct ServerOptions {
   // empty: no authentication. The file is polled for changes every auth_reload_interval.
   std::string auth_tokens_file;
   absl::Duration auth_reload_interval = absl::Seconds(1);
+  // TLS on the gRPC port (--tls_cert, --tls_key; mTLS with --tls_client_ca, see service/tls.h);
+  // no files: plaintext. The files are polled for changes every tls_reload_interval.
+  TlsFiles tls;
+  absl::Duration tls_reload_interval = absl::Minutes(1);
   // The file system of the log and snapshots; null: the real one. Tests inject one that stalls
   // or fails; it must outlive the server.
   FileSystem* file_system = nullptr;

@@ -5,12 +5,17 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "google/protobuf/descriptor.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/unknown_field_set.h"
+#include "google/protobuf/wire_format_lite.h"
 #include "workers/grpc_pusher.h"
 #include "workers/http_pusher.h"
 
@@ -53,6 +58,10 @@ absl::StatusOr<absl::Time> DueTime(const Request& request, const Limits& limits,
         DurationField(true, request.delay(), "delay", absl::ZeroDuration(), absl::ZeroDuration(),
                       limits.max_delay);
     if (!delay.ok()) {
+      // The flag is worth naming only when the delay is too long (not when it is negative or not
+      // a Duration at all).
+      const absl::StatusOr<absl::Duration> parsed = FromProto(request.delay(), "delay");
+      if (!parsed.ok() || *parsed <= limits.max_delay) return delay.status();
       return Invalid(
           absl::StrCat(delay.status().message(), " (the limit is the server's --max_delay)"));
     }
@@ -252,7 +261,105 @@ absl::Status ValidateTarget(const v1::ScheduleRequest& request, const Limits& li
   return absl::OkStatus();
 }
 
+absl::string_view WireTypeName(google::protobuf::UnknownField::Type type) {
+  switch (type) {
+    case google::protobuf::UnknownField::TYPE_VARINT:
+      return "a varint";
+    case google::protobuf::UnknownField::TYPE_FIXED32:
+      return "a fixed32";
+    case google::protobuf::UnknownField::TYPE_FIXED64:
+      return "a fixed64";
+    case google::protobuf::UnknownField::TYPE_LENGTH_DELIMITED:
+      return "length-delimited bytes";
+    case google::protobuf::UnknownField::TYPE_GROUP:
+      return "a group";
+  }
+  return "another wire type";
+}
+
+// The message-typed fields of a message but maps (a map entry's stray fields are dropped by the
+// parser: nothing to look at there), computed once per thread and message type: the walk below
+// runs for every request.
+const std::vector<const google::protobuf::FieldDescriptor*>& MessageFields(
+    const google::protobuf::Descriptor* descriptor) {
+  thread_local absl::flat_hash_map<const google::protobuf::Descriptor*,
+                                   std::vector<const google::protobuf::FieldDescriptor*>>
+      cache;
+  auto [it, inserted] = cache.try_emplace(descriptor);
+  if (inserted) {
+    for (int i = 0; i < descriptor->field_count(); ++i) {
+      const google::protobuf::FieldDescriptor* field = descriptor->field(i);
+      if (field->cpp_type() == google::protobuf::FieldDescriptor::CPPTYPE_MESSAGE &&
+          !field->is_map()) {
+        it->second.push_back(field);
+      }
+    }
+  }
+  return it->second;
+}
+
+// The error names the field by its path from `message` ("http_target.url", "requests[3].queue");
+// the path is built only on the way out of an error.
+absl::Status CheckWireTypesOf(const google::protobuf::Message& message) {
+  const google::protobuf::Descriptor* descriptor = message.GetDescriptor();
+  const google::protobuf::Reflection* reflection = message.GetReflection();
+  const google::protobuf::UnknownFieldSet& unknown = reflection->GetUnknownFields(message);
+  for (int i = 0; i < unknown.field_count(); ++i) {
+    const google::protobuf::UnknownField& sent = unknown.field(i);
+    const google::protobuf::FieldDescriptor* field = descriptor->FindFieldByNumber(sent.number());
+    if (field == nullptr) continue;  // a field this server does not know
+    return Invalid(absl::StrCat(
+        field->name(), " (field ", sent.number(), " of ", descriptor->full_name(), ") was sent as ",
+        WireTypeName(sent.type()), ", but its type is ", field->is_repeated() ? "repeated " : "",
+        field->message_type() != nullptr ? field->message_type()->full_name()
+                                         : std::string(field->type_name()),
+        "; encode it as its .proto type"));
+  }
+  for (const google::protobuf::FieldDescriptor* field : MessageFields(descriptor)) {
+    if (field->is_repeated()) {
+      const int size = reflection->FieldSize(message, field);
+      for (int k = 0; k < size; ++k) {
+        absl::Status s = CheckWireTypesOf(reflection->GetRepeatedMessage(message, field, k));
+        if (!s.ok()) return Invalid(absl::StrCat(field->name(), "[", k, "].", s.message()));
+      }
+    } else if (reflection->HasField(message, field)) {
+      absl::Status s = CheckWireTypesOf(reflection->GetMessage(message, field));
+      if (!s.ok()) return Invalid(absl::StrCat(field->name(), ".", s.message()));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
+
+absl::Status CheckFieldWireTypes(const google::protobuf::Message& request) {
+  return CheckWireTypesOf(request);
+}
+
+std::optional<int64_t> CountTopLevelField(google::protobuf::io::ZeroCopyInputStream* input,
+                                          int field_number) {
+  using google::protobuf::internal::WireFormatLite;
+  google::protobuf::io::CodedInputStream coded(input);
+  int64_t count = 0;
+  while (true) {
+    const uint32_t tag = coded.ReadTag();
+    if (tag == 0) {
+      // The end of the input, or a tag that is not one (0, or a varint that does not end).
+      return coded.ConsumedEntireMessage() ? std::optional(count) : std::nullopt;
+    }
+    if (WireFormatLite::GetTagFieldNumber(tag) == field_number &&
+        WireFormatLite::GetTagWireType(tag) == WireFormatLite::WIRETYPE_LENGTH_DELIMITED) {
+      ++count;
+      uint32_t length = 0;
+      if (!coded.ReadVarint32(&length) || length > INT32_MAX ||
+          !coded.Skip(static_cast<int>(length))) {
+        return std::nullopt;
+      }
+    } else if (!WireFormatLite::SkipField(&coded, tag)) {
+      return std::nullopt;  // groups deeper than protobuf's limit (100) included
+    }
+  }
+}
 
 absl::StatusOr<absl::Duration> FromProto(const google::protobuf::Duration& d,
                                          absl::string_view field) {

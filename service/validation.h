@@ -13,6 +13,8 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "google/protobuf/duration.pb.h"
+#include "google/protobuf/io/zero_copy_stream.h"
+#include "google/protobuf/message.h"
 #include "google/protobuf/timestamp.pb.h"
 #include "hourglass/v1/consumer_service.pb.h"
 #include "hourglass/v1/scheduler_service.pb.h"
@@ -42,6 +44,22 @@ inline constexpr int kMaxBatchItems = 1000;
 
 // A batch's length: 1 to kMaxBatchItems (`field` names it in the message).
 absl::Status ValidateBatchSize(absl::string_view field, int size);
+
+// Every field of `request` (and of the messages in it) that the client sent was sent with its
+// .proto type's wire type. protobuf's parser keeps a field of a known number but the wrong wire
+// type (a varint where a string is) as an unknown field and leaves the field itself unset, so
+// such a request would otherwise act as if the field were empty (a task in the "default" queue).
+// InvalidArgument naming the field, its number, the wire type sent and the type expected. Fields
+// of unknown numbers (a newer client's) are ignored, as protobuf intends.
+absl::Status CheckFieldWireTypes(const google::protobuf::Message& request);
+
+// How many times the length-delimited field `field_number` occurs at the top level of the
+// serialized message read from `input`, found without parsing any of them (the batch methods
+// count their items this way before parsing them); nullopt when the bytes are not wire format (a
+// message that scans may still not parse, e.g. for invalid UTF-8 in an item). Whenever the bytes
+// parse, the count is the length of the repeated field.
+std::optional<int64_t> CountTopLevelField(google::protobuf::io::ZeroCopyInputStream* input,
+                                          int field_number);
 inline constexpr int32_t kMaxAttemptsLimit = 1000;
 inline const absl::Duration kDefaultLeaseDuration = absl::Seconds(30);
 inline const absl::Duration kMinLeaseDuration = absl::Seconds(1);

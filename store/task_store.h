@@ -32,6 +32,12 @@
 // one change that is not logged is SCHEDULED -> READY, which recovery derives from the due time.
 // Recovery replays records with Replay() and then calls FinishRecovery(), which arms every timer.
 //
+// Memory: a task is one allocation (a fixed part of 96 bytes, its id and its payload; see
+// Record in task_store.cc), a 4-byte entry in the id index and an 8-byte slot. What only some
+// tasks need (headers, a push target, a non-default retry policy, a lease, an error, a finish
+// time) lives in a "cold" part, allocated only while the task has one of them. Times are kept as
+// Unix nanoseconds, as the log keeps them.
+//
 // Thread-safe. Lock order: mu_ before the Timers implementation's lock. Never calls out to user
 // code while holding mu_.
 #ifndef HOURGLASS_STORE_TASK_STORE_H_
@@ -47,6 +53,8 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/container/node_hash_map.h"
 #include "absl/random/random.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -227,10 +235,15 @@ class TaskStore {
   // Cookies with this bit set belong to other users of the same Timers (Lease long-polls).
   static constexpr uint64_t kExternalCookieBit = uint64_t{1} << 63;
 
+  // The largest task id and payload the store holds (the service's limits are far below them).
+  static constexpr size_t kMaxTaskIdBytes = 0xFFFF;
+  static constexpr size_t kMaxPayloadBytes = 0xFFFFFFFF;
+
   // Adds a SCHEDULED task (due at once when due_time has passed). With a task_id already in use:
   // the same queue and payload return the original result (created = false); anything else is
   // ALREADY_EXISTS. A new task beyond Options::max_pending is RESOURCE_EXHAUSTED (the only
-  // RESOURCE_EXHAUSTED it returns); an idempotent repeat is answered as usual even then.
+  // RESOURCE_EXHAUSTED it returns); an idempotent repeat is answered as usual even then. A task_id
+  // or payload beyond kMaxTaskIdBytes / kMaxPayloadBytes is INVALID_ARGUMENT.
   absl::StatusOr<ScheduleResult> Schedule(NewTask task, uint64_t* lsn = nullptr)
       ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -314,9 +327,32 @@ class TaskStore {
   int64_t pending() const ABSL_LOCKS_EXCLUDED(mu_);
   int64_t max_pending() const { return options_.max_pending; }
 
+  // How many tasks have a cold part (see Memory above), for tests of when it exists.
+  size_t ColdPartsForTest() const ABSL_LOCKS_EXCLUDED(mu_);
+  // The id index's capacity (entries it has room for, at any load), for tests of its growth.
+  size_t IndexCapacityForTest() const ABSL_LOCKS_EXCLUDED(mu_);
+
  private:
   struct Queue;
   struct Record;
+  struct Cold;
+  // The id index holds slot numbers; these hash and compare them by the id of the record in the
+  // slot, and look ids up directly (heterogeneous lookup), so that an entry is 4 bytes.
+  struct IdHash {
+    using is_transparent = void;
+    size_t operator()(absl::string_view task_id) const;
+    size_t operator()(uint32_t slot) const;
+    const std::vector<Record*>* slots;
+  };
+  struct IdEq {
+    using is_transparent = void;
+    bool operator()(uint32_t a, uint32_t b) const { return a == b; }
+    bool operator()(uint32_t slot, absl::string_view task_id) const;
+    bool operator()(absl::string_view task_id, uint32_t slot) const {
+      return (*this)(slot, task_id);
+    }
+    const std::vector<Record*>* slots;
+  };
 
   Record* FindLocked(absl::string_view task_id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The SCHEDULED or READY task `task_id`; NOT_FOUND, or FAILED_PRECONDITION saying it cannot be
@@ -327,6 +363,27 @@ class TaskStore {
                                            absl::string_view lease_token) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Queue* QueueLocked(absl::string_view name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  Queue& QueueOf(const Record& r) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The record's cold part: ColdLocked creates it when missing, FindColdLocked does not (null).
+  Cold& ColdLocked(Record* r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  const Cold* FindColdLocked(const Record& r) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Frees the cold part once it holds nothing but defaults.
+  void MaybeDropColdLocked(Record* r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // What the cold part (or its absence) says.
+  absl::Time FirstDueTimeLocked(const Record& r) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  uint64_t FingerprintLocked(const Record& r) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  int64_t PayloadSizeLocked(const Record& r) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  const RetryPolicy& RetryPolicyLocked(const Record& r) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Sets the due time, keeping the first one (the answer to an idempotent repeat) in the cold part
+  // once they differ.
+  void SetDueLocked(Record* r, absl::Time due_time) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SetLeaseLocked(Record* r, std::string lease_token, absl::Time expire_time)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ClearLeaseLocked(Record* r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SetLastErrorLocked(Record* r, std::string error) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Replaces `r` by a copy without its payload (and headers), keeping the payload's size and
+  // fingerprint; returns the copy, which takes `r`'s slot. `r` must not be armed or READY.
+  Record* DropPayloadLocked(Record* r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SetStateLocked(Record* r, TaskState state) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Arms the task's one timer for what its state waits for (or disarms it: READY).
   void ArmForStateLocked(Record* r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -339,16 +396,20 @@ class TaskStore {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PutToProtoLocked(const Record& r, store::v1::TaskPut* put) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  Record* NewRecordLocked(absl::string_view queue, std::string task_id)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void ApplyUpdateLocked(Record* r, const store::v1::TaskUpdate& update)
+  // A new SCHEDULED record in a free slot, indexed by its id (which must not be in use).
+  Record* NewRecordLocked(absl::string_view queue, absl::string_view task_id,
+                          absl::string_view payload) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Returns `r`, or the record that replaced it (DropPayloadLocked).
+  Record* ApplyUpdateLocked(Record* r, const store::v1::TaskUpdate& update)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PushReadyLocked(Record* r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void UnlinkReadyLocked(Record* r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // LEASED -> SCHEDULED for a retry at now + delay, or DEAD when attempts are used up.
-  void FailAttemptLocked(Record* r, absl::Time now, std::optional<absl::Duration> retry_delay,
-                         std::string error) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void FinishLocked(Record* r, TaskState final_state, absl::Time now)
+  // LEASED -> SCHEDULED for a retry at now + delay, or DEAD when attempts are used up. Returns `r`
+  // or the record that replaced it.
+  Record* FailAttemptLocked(Record* r, absl::Time now, std::optional<absl::Duration> retry_delay,
+                            std::string error) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Returns `r`, or the record that replaced it when the final state drops the payload.
+  Record* FinishLocked(Record* r, TaskState final_state, absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EraseLocked(Record* r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   TaskInfo InfoLocked(const Record& r) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -362,13 +423,22 @@ class TaskStore {
   TaskLog* const log_;  // may be null
 
   mutable absl::Mutex mu_;
-  // Records by slot; a cookie is (slot << 32 | timer generation). Freed slots are reused.
-  std::vector<std::unique_ptr<Record>> slots_ ABSL_GUARDED_BY(mu_);
+  // Records by slot (owned; null: free); a cookie is (slot << 32 | timer generation), and the
+  // ready lists link slots. Freed slots are reused.
+  std::vector<Record*> slots_ ABSL_GUARDED_BY(mu_);
   std::vector<uint32_t> free_slots_ ABSL_GUARDED_BY(mu_);
-  // Keys point into the records' task_id strings.
-  absl::flat_hash_map<absl::string_view, Record*> by_id_ ABSL_GUARDED_BY(mu_);
+  // The slots of every record, by task id.
+  using IdIndex = absl::flat_hash_set<uint32_t, IdHash, IdEq>;
+  IdIndex by_id_ ABSL_GUARDED_BY(mu_);
+  // The cold parts, by slot: what a task needs only in some states or with non-default options.
+  absl::node_hash_map<uint32_t, Cold> cold_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, std::unique_ptr<Queue>> queues_ ABSL_GUARDED_BY(mu_);
+  std::vector<Queue*> queue_list_ ABSL_GUARDED_BY(mu_);  // by Queue::index
+  Queue* last_queue_ ABSL_GUARDED_BY(mu_) = nullptr;     // of the last QueueLocked
   uint32_t next_timer_generation_ ABSL_GUARDED_BY(mu_) = 1;
+  // Replay's view of the clock, and how many records it has replayed since it read it.
+  absl::Time replay_now_ ABSL_GUARDED_BY(mu_);
+  uint32_t replays_since_clock_read_ ABSL_GUARDED_BY(mu_) = 0;
   // Records in a non-final state: kept by NewRecordLocked, SetStateLocked and EraseLocked.
   int64_t pending_ ABSL_GUARDED_BY(mu_) = 0;
   absl::BitGen bitgen_ ABSL_GUARDED_BY(mu_);

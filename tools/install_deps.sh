@@ -23,6 +23,11 @@ apt_packages=(
   # End-to-end and monitoring tests (Debian's Python: /usr/bin/python3, with PyYAML for the
   # rules and kustomization files), promtool and the Prometheus server.
   python3-grpcio python3-protobuf python3-pytest python3-yaml prometheus
+  # tests/e2e/test_hostile.py speaks raw HTTP/2 (what no gRPC client sends: non-ASCII tokens,
+  # half-sent requests).
+  python3-h2
+  # The TLS tests make their certificates with the openssl command (tests/e2e/test_tls.py).
+  openssl
   # Formatting.
   clang-format
   # The libFuzzer targets (tests/fuzz, CTest fuzz_smoke): clang, its sanitizer and libFuzzer

@@ -391,6 +391,106 @@ test("probes: native gRPC readiness, liveness and a startup probe covering log r
   assert.ok(container.livenessProbe.failureThreshold * container.livenessProbe.periodSeconds >= 20);
 });
 
+// The optional TLS: the lines of statefulset.yaml that start with "#tls: " uncommented and those
+// that end with "# without TLS" deleted, with the sed line its comment gives.
+function enableTls(text) {
+  return text
+    .split("\n")
+    .filter((line) => !/# without TLS$/.test(line))
+    .join("\n")
+    .replace(/^( *)#tls: /gm, "$1");
+}
+
+test("tls: off by default; switched on, the cert-manager Secret as a directory and exec probes", () => {
+  assert.ok(!container.args.some((a) => a.startsWith("--tls_")));
+  const source = readFileSync(path.join(KUBERNETES_DIR, "statefulset.yaml"), "utf8");
+  assert.ok(
+    source.includes("sed -i -e '/# without TLS$/d' -e 's/^\\( *\\)#tls: /\\1/'"),
+    "the comment's sed line changed",
+  );
+  assert.equal((source.match(/# without TLS$/gm) || []).length, 6, "the grpc probe lines");
+  const certificate = YAML.parse(
+    readFileSync(path.join(KUBERNETES_DIR, "tls-certificate.yaml"), "utf8"),
+  );
+  const kustomization = readFileSync(path.join(KUBERNETES_DIR, "kustomization.yaml"), "utf8");
+  assert.ok(!kustomization.includes("tls-certificate.yaml"), "cert-manager must stay optional");
+  // With token auth too: both switches together render.
+  for (const withAuth of [false, true]) {
+    const dir = mkdtempSync(path.join(tmpdir(), "hourglass-kustomize-"));
+    try {
+      cpSync(KUBERNETES_DIR, dir, { recursive: true });
+      let text = enableTls(source);
+      if (withAuth) text = enableAuth(text);
+      writeFileSync(path.join(dir, "statefulset.yaml"), text);
+      const objects = render(dir);
+      for (const object of objects) {
+        assert.doesNotThrow(() => validate(object), `${object.kind}/${object.metadata.name}`);
+        assert.deepEqual(unknownFields(object), [], `${object.kind}/${object.metadata.name}`);
+      }
+      const tlsPod = only(objects, "StatefulSet", "hourglass").spec.template.spec;
+      const tlsContainer = tlsPod.containers.find((c) => c.name === "hourglass");
+      const tlsArgs = tlsContainer.args.filter((a) => a.startsWith("--tls_"));
+      assert.deepEqual(tlsArgs, [
+        "--tls_cert=/etc/hourglass-tls/tls.crt",
+        "--tls_key=/etc/hourglass-tls/tls.key",
+        "--tls_client_ca=/etc/hourglass-tls/ca.crt",
+      ]);
+      assert.equal(tlsContainer.args.some((a) => a.startsWith("--auth_tokens_file")), withAuth);
+      const volume = tlsPod.volumes.find((v) => v.secret?.secretName === "hourglass-tls");
+      assert.ok(volume, "no volume of the Secret hourglass-tls");
+      assert.equal(volume.secret.secretName, certificate.spec.secretName);
+      assert.equal(volume.secret.optional, false);
+      assert.equal(volume.secret.defaultMode & 0o007, 0, "the key must not be world-readable");
+      assert.equal(volume.secret.defaultMode & 0o040, 0o040, "the server's group (fsGroup) reads it");
+      assert.equal(volume.secret.items, undefined, "every key of the Secret, as files");
+      const mount = tlsContainer.volumeMounts.find((m) => m.name === volume.name);
+      assert.equal(mount.subPath, undefined, "a subPath mount never sees a renewal");
+      assert.equal(mount.readOnly, true);
+      for (const arg of tlsArgs) {
+        assert.ok(arg.split("=")[1].startsWith(`${mount.mountPath}/`), arg);
+      }
+      for (const other of tlsContainer.volumeMounts.filter((m) => m !== mount)) {
+        assert.ok(!mount.mountPath.startsWith(`${other.mountPath}/`), other.mountPath);
+      }
+      // The probes: hourglassctl health over TLS with the mounted files, within the probe's
+      // timeout; the same periods and thresholds as the gRPC probes.
+      const hourglassctl = "/usr/local/bin/hourglassctl";
+      assert.ok(readFileSync(path.join(REPO_ROOT, "Dockerfile"), "utf8").includes(hourglassctl));
+      for (const probe of ["startupProbe", "readinessProbe", "livenessProbe"]) {
+        const tlsProbe = tlsContainer[probe];
+        assert.equal(tlsProbe.grpc, undefined, probe);
+        const command = tlsProbe.exec.command;
+        assert.equal(command[0], hourglassctl);
+        assert.equal(command.at(-1), "health");
+        assert.ok(command.includes(`--address=127.0.0.1:${portOf(flags.grpc_address)}`), probe);
+        for (const file of ["ca.crt", "tls.crt", "tls.key"]) {
+          assert.ok(command.some((a) => a.endsWith(`=${mount.mountPath}/${file}`)), `${probe} ${file}`);
+        }
+        const name = command.find((a) => a.startsWith("--tls_server_name=")).split("=")[1];
+        assert.ok(certificate.spec.dnsNames.includes(name), `${name} is not in the certificate`);
+        const timeout = parseDurationSeconds(command.find((a) => a.startsWith("--timeout=")).split("=")[1]);
+        assert.ok(timeout < tlsProbe.timeoutSeconds, `${probe}: --timeout ${timeout} s`);
+        for (const field of ["periodSeconds", "timeoutSeconds", "failureThreshold"]) {
+          assert.equal(tlsProbe[field], container[probe][field], `${probe}.${field}`);
+        }
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+  // The certificate: cert-manager's kind, server and client auth (the probes present it to an
+  // mTLS server), a fresh key at each renewal, renewed well before it ends.
+  assert.equal(certificate.apiVersion, "cert-manager.io/v1");
+  assert.equal(certificate.kind, "Certificate");
+  assert.ok(certificate.spec.usages.includes("server auth"));
+  assert.ok(certificate.spec.usages.includes("client auth"));
+  assert.equal(certificate.spec.privateKey.rotationPolicy, "Always");
+  assert.ok(certificate.spec.dnsNames.includes("hourglass"));
+  assert.ok(
+    parseDurationSeconds(certificate.spec.renewBefore) >= parseDurationSeconds(certificate.spec.duration) / 4,
+  );
+});
+
 test("shutdown: a preStop pause, then a grace period covering the lame duck and --shutdown_grace", () => {
   const command = container.lifecycle.preStop.exec.command;
   assert.equal(command.length, 2);

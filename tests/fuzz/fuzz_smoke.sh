@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# fuzz_smoke (CTest, LABELS fuzz): builds the libFuzzer targets with clang in a build directory of
-# their own and runs each for a bounded time on a copy of its seed corpus. Fails on any crash,
-# sanitizer report, leak, timeout or out-of-memory, printing the fuzzer's report and the input.
+# fuzz_smoke (CTest, LABELS fuzz): builds the libFuzzer targets with clang in the ASan + UBSan
+# build directory of tests/sanitizers/sanitize.sh and runs each for a bounded time on a copy of
+# its seed corpus. Fails on any crash, sanitizer report, leak, timeout or out-of-memory, printing
+# the fuzzer's report and the input.
 #
 #   fuzz_smoke.sh <source dir> <clang build dir>
 #
@@ -23,11 +24,8 @@ for tool in clang clang++; do
 done
 
 started=${SECONDS}
-if [[ ! -f "${build_dir}/build.ninja" ]]; then
-  CC=clang CXX=clang++ cmake -S "${source_dir}" -B "${build_dir}" -G Ninja \
-    -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHOURGLASS_BUILD_FUZZERS=ON -DHOURGLASS_BUILD_TESTS=OFF \
-    -DHOURGLASS_BUILD_EXAMPLES=OFF
-fi
+# The ASan + UBSan tree that sanitize_asan also tests in (HOURGLASS_BUILD_FUZZERS is on there).
+bash "${source_dir}/tests/sanitizers/sanitize.sh" asan "${source_dir}" "${build_dir}" --configure
 # Two jobs: CI's machine has two cores. Niced, like the fuzzing below, so that the tests CTest
 # runs beside this one (some of them timed) keep their share of the CPU.
 nice -n 10 cmake --build "${build_dir}" -j 2 --target "${fuzzers[@]}"

@@ -173,6 +173,13 @@ void WriteRequest(const std::string& dir, const std::string& name, char kind,
   WriteOut(dir + "/" + name, std::string(1, kind) + message.SerializeAsString());
 }
 
+// A request as raw bytes: what no client library serializes (a field of the wrong wire type,
+// unknown groups), prefixed with its kind.
+void WriteRawRequest(const std::string& dir, const std::string& name, char kind,
+                     const std::string& bytes) {
+  WriteOut(dir + "/" + name, std::string(1, kind) + bytes);
+}
+
 void WriteRequestCorpus(const std::string& dir) {
   v1::ScheduleRequest pull;
   pull.set_queue("emails");
@@ -272,6 +279,26 @@ void WriteRequestCorpus(const std::string& dir) {
   list.set_page_token(ListPageToken(params, 7));
   WriteRequest(dir, "list_page_token", 4, list);
   WriteRequest(dir, "list_all", 4, v1::ListTasksRequest());
+
+  // Known fields of the wrong wire type (refused, naming the field), at the top and nested, and
+  // unknown fields (ignored): queue as a varint; delay.seconds as bytes; a batch item's
+  // retry_policy.max_attempts as a fixed32; Lease.max_tasks as bytes.
+  WriteRawRequest(dir, "schedule_wrong_wire_type", 0, std::string("\x08\x05", 2));
+  WriteRawRequest(dir, "schedule_nested_wrong_wire_type", 0,
+                  std::string("\x2a\x03\x0a\x01\x78", 5));
+  WriteRawRequest(dir, "batch_item_wrong_wire_type", 1,
+                  std::string("\x0a\x00\x0a\x07\x3a\x05\x0d\x01\x00\x00\x00", 11));
+  WriteRawRequest(dir, "lease_wrong_wire_type", 2, std::string("\x12\x01\x05", 3));
+  // pull, then unknown fields 99 (varint), 100 (a group holding a group), 101 (bytes).
+  WriteRawRequest(dir, "schedule_unknown_fields", 0,
+                  pull.SerializeAsString() +
+                      std::string("\x98\x06\x01\xa3\x06\xa3\x06\xa4\x06\xa4\x06\xaa\x06\x01x", 15));
+  // A batch whose items are counted before they are parsed: an unknown group holding a field 1
+  // (not an item), and field 1 as a varint (not an item either; refused as the wrong wire type).
+  const std::string items = batch.SerializeAsString();
+  WriteRawRequest(dir, "batch_group_not_an_item", 1,
+                  items + std::string("\xa3\x06\x0a\x00\xa4\x06", 6));
+  WriteRawRequest(dir, "batch_varint_not_an_item", 1, items + std::string("\x08\x01", 2));
 }
 
 }  // namespace

@@ -2,7 +2,10 @@
 // (service/validation.h) and into a TaskStore on a fake clock and fake timers, as the gRPC
 // services would take it.
 //
-// The first byte picks the message (its value modulo 5), the rest is parsed with ParseFromArray:
+// The first byte picks the message (its value modulo 5), the rest is parsed with ParseFromArray
+// and, as the services do before validating, refused when a known field has the wrong wire type
+// (CheckFieldWireTypes); a ScheduleBatchRequest's items are also counted without parsing
+// (CountTopLevelField, as the service does first), which must agree with the parser:
 //   0 ScheduleRequest       validated, scheduled, then delivered (pull or push) as time passes
 //   1 ScheduleBatchRequest  its size checked, every item validated and scheduled
 //   2 LeaseRequest          validated; a ready task of its queue is leased with its parameters
@@ -28,6 +31,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "google/protobuf/stubs/logging.h"
 #include "hourglass/v1/consumer_service.pb.h"
 #include "hourglass/v1/scheduler_service.pb.h"
@@ -311,9 +315,18 @@ class Harness {
   Limits limits_;
 };
 
+// Parses the request as gRPC would; false when the service answers without validating it: bytes
+// that do not parse, or a known field of the wrong wire type (RunUnary's CheckFieldWireTypes,
+// INVALID_ARGUMENT naming the field).
 template <typename Request>
 bool Parse(const uint8_t* data, size_t size, Request* request) {
-  return request->ParseFromArray(data, static_cast<int>(size));
+  if (!request->ParseFromArray(data, static_cast<int>(size))) return false;
+  if (absl::Status s = CheckFieldWireTypes(*request); !s.ok()) {
+    CheckRejection(s);
+    FUZZ_CHECK(absl::StrContains(s.message(), " was sent as "), std::string(s.message()));
+    return false;
+  }
+  return true;
 }
 
 }  // namespace
@@ -342,7 +355,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     case 1: {
       v1::ScheduleBatchRequest request;
+      // The service counts a batch's items before it parses them (service/parse_errors.h): the
+      // count must be the parser's whenever the bytes parse.
+      google::protobuf::io::ArrayInputStream input(data, static_cast<int>(size));
+      const std::optional<int64_t> items = hourglass::CountTopLevelField(&input, 1);
       if (!hourglass::Parse(data, size, &request)) return 0;
+      FUZZ_CHECK(
+          items.has_value() && *items == request.requests_size(),
+          absl::StrCat("counted ", items.value_or(-1), " items, parsed ", request.requests_size()));
       harness.ScheduleBatch(request);
       break;
     }

@@ -29,9 +29,11 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "grpc_health/v1/health.grpc.pb.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
 #include "hourglass/v1/consumer_service.grpc.pb.h"
 #include "hourglass/v1/scheduler_service.grpc.pb.h"
@@ -136,6 +138,27 @@ class AuthServerTest : public ::testing::Test {
   }
 
   // --- Calls as `token` --------------------------------------------------------------------
+
+  // `bytes` as the request of `method`, unparsed.
+  grpc::Status RawCall(const std::string& token, const std::string& method,
+                       const std::string& bytes) {
+    grpc::GenericStub stub(channel_);
+    grpc::Slice slice(bytes);
+    grpc::ByteBuffer request(&slice, 1);
+    grpc::ByteBuffer response;
+    std::unique_ptr<grpc::ClientContext> context = Context(token);
+    absl::Notification done;
+    grpc::Status status;
+    stub.UnaryCall(context.get(), method, grpc::StubOptions(), &request, &response,
+                   [&](grpc::Status s) {
+                     status = std::move(s);
+                     done.Notify();
+                   });
+    if (!done.WaitForNotificationWithTimeout(kRealTimeout + absl::Seconds(5))) {
+      ADD_FAILURE() << method << " got no answer";
+    }
+    return status;
+  }
 
   grpc::Status Schedule(const std::string& token, const std::string& queue,
                         const std::string& task_id, v1::ScheduleResponse* response = nullptr,
@@ -321,6 +344,30 @@ TEST_F(AuthServerTest, NoOrUnknownTokenIsUnauthenticatedEverywhere) {
 }
 
 // Other schemes and malformed values are UNAUTHENTICATED.
+// A request that does not parse, or has a field of the wrong wire type, is UNAUTHENTICATED
+// without a valid token (the caller learns nothing of its request), INVALID_ARGUMENT with one: for
+// the methods gRPC parses and for the batches hourglass parses itself.
+TEST_F(AuthServerTest, MalformedRequestsAreJudgedAfterTheToken) {
+  const std::string garbage(12, '\xff');
+  const std::string wrong_wire_type("\x08\x05", 2);  // field 1 (a string or a list) as a varint
+  for (const char* method :
+       {"/hourglass.v1.SchedulerService/Schedule", "/hourglass.v1.SchedulerService/ScheduleBatch",
+        "/hourglass.v1.ConsumerService/Lease", "/hourglass.v1.ConsumerService/AckBatch"}) {
+    for (const std::string& bytes : {garbage, wrong_wire_type}) {
+      EXPECT_EQ(RawCall("", method, bytes).error_code(), StatusCode::UNAUTHENTICATED) << method;
+      EXPECT_EQ(RawCall("unknown-0123456789abcdef", method, bytes).error_code(),
+                StatusCode::UNAUTHENTICATED)
+          << method;
+      const grpc::Status status = RawCall(kOps, method, bytes);
+      EXPECT_EQ(status.error_code(), StatusCode::INVALID_ARGUMENT) << method;
+      EXPECT_THAT(status.error_message(),
+                  HasSubstr(bytes == garbage ? "request is not a valid hourglass.v1."
+                                             : "(field 1 of hourglass.v1."))
+          << method;
+    }
+  }
+}
+
 TEST_F(AuthServerTest, OnlyTheBearerSchemeIsAccepted) {
   for (const std::string& value :
        {"Basic " + kOps, kOps, std::string("Bearer"), "Bearer  " + kOps + "x"}) {

@@ -49,6 +49,7 @@
 #include "google/protobuf/duration.pb.h"
 #include "google/protobuf/unknown_field_set.h"
 #include "grpc_health/v1/health.grpc.pb.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
 #include "hourglass/v1/consumer_service.grpc.pb.h"
 #include "hourglass/v1/scheduler_service.grpc.pb.h"
@@ -347,6 +348,27 @@ class ServerTest : public ::testing::Test {
     arguments.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 10);
     return grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", server_->grpc_port()),
                                      grpc::InsecureChannelCredentials(), arguments);
+  }
+
+  // Sends `bytes` as the request of `method` ("/hourglass.v1.SchedulerService/Schedule") as they
+  // are, unparsed: what a broken or hostile client can send.
+  grpc::Status RawCall(const std::string& method, const std::string& bytes) {
+    grpc::GenericStub stub(channel_);
+    grpc::Slice slice(bytes);
+    grpc::ByteBuffer request(&slice, 1);
+    grpc::ByteBuffer response;
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    absl::Notification done;
+    grpc::Status status;
+    stub.UnaryCall(&context, method, grpc::StubOptions(), &request, &response, [&](grpc::Status s) {
+      status = std::move(s);
+      done.Notify();
+    });
+    if (!done.WaitForNotificationWithTimeout(kRealTimeout + absl::Seconds(5))) {
+      ADD_FAILURE() << method << " got no answer";
+    }
+    return status;
   }
 
   // --- RPCs, each with a real-time deadline ---------------------------------------------------
@@ -1532,6 +1554,71 @@ TEST_F(ServerTest, MetricsEndpoint) {
   EXPECT_EQ(SeriesValue(after, "hourglass_tasks{queue=\"q\",state=\"scheduled\"}"), 0);
   EXPECT_EQ(SeriesValue(after, "hourglass_tasks{queue=\"q\",state=\"leased\"}"), 1);
   EXPECT_EQ(SeriesValue(after, "hourglass_task_leases_total{queue=\"q\"}"), 1);
+}
+
+// --- Requests that do not parse ------------------------------------------------------------
+
+// Bytes that are not the method's message are INVALID_ARGUMENT naming the message (gRPC alone
+// answers UNIMPLEMENTED with no message), for every method; a string field with invalid UTF-8 is
+// named; nesting far beyond protobuf's limit is refused the same way; and the server serves on.
+TEST_F(ServerTest, UnparsableRequestsAreInvalidArgument) {
+  for (const google::protobuf::FileDescriptor* file :
+       {v1::ScheduleRequest::descriptor()->file(), v1::LeaseRequest::descriptor()->file()}) {
+    for (int s = 0; s < file->service_count(); ++s) {
+      for (int m = 0; m < file->service(s)->method_count(); ++m) {
+        const google::protobuf::MethodDescriptor* method = file->service(s)->method(m);
+        const std::string name =
+            absl::StrCat("/", file->service(s)->full_name(), "/", method->name());
+        // A varint that never ends.
+        const grpc::Status status = RawCall(name, std::string(12, '\xff'));
+        EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << name;
+        EXPECT_THAT(
+            status.error_message(),
+            StartsWith(absl::StrCat("request is not a valid ", method->input_type()->full_name(),
+                                    ": its bytes do not parse as that protobuf message")))
+            << name;
+      }
+    }
+  }
+  // queue (field 1) = "\xff\xfe"; http_target (8) { url (1) = "http://\xc3" }
+  grpc::Status status =
+      RawCall("/hourglass.v1.SchedulerService/Schedule", std::string("\x0a\x02\xff\xfe", 4));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(),
+              HasSubstr("string field hourglass.v1.ScheduleRequest.queue is not valid UTF-8"));
+  status = RawCall("/hourglass.v1.SchedulerService/Schedule",
+                   std::string("\x42\x0a\x0a\x08http://\xc3", 12));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(),
+              HasSubstr("string field hourglass.v1.HttpTarget.url is not valid UTF-8"));
+  // 10,000 nested groups of the unknown field 100 (start tag 0xa3 0x06, end tag 0xa4 0x06).
+  std::string nested;
+  for (int i = 0; i < 10'000; ++i) nested += "\xa3\x06";
+  for (int i = 0; i < 10'000; ++i) nested += "\xa4\x06";
+  status = RawCall("/hourglass.v1.ConsumerService/Ack", nested);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("hourglass.v1.AckRequest"));
+  // An unknown method stays UNIMPLEMENTED.
+  EXPECT_EQ(RawCall("/hourglass.v1.SchedulerService/NoSuchMethod", "").error_code(),
+            grpc::StatusCode::UNIMPLEMENTED);
+  EXPECT_EQ(server_->store().size(), 0u);
+  ScheduleIn("after", absl::Seconds(5));
+}
+
+// A known field sent with another wire type (protobuf would leave it unset: a task in the
+// "default" queue) is INVALID_ARGUMENT naming it, and nothing is scheduled.
+TEST_F(ServerTest, FieldOfTheWrongWireTypeIsInvalidArgument) {
+  // queue (field 1) as the varint 5.
+  grpc::Status status =
+      RawCall("/hourglass.v1.SchedulerService/Schedule", std::string("\x08\x05", 2));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(),
+              StartsWith("queue (field 1 of hourglass.v1.ScheduleRequest) was sent as a varint"));
+  // Lease: wait (field 4) { seconds (1) as length-delimited }
+  status = RawCall("/hourglass.v1.ConsumerService/Lease", std::string("\x22\x03\x0a\x01\x31", 5));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), StartsWith("wait.seconds (field 1 of google.protobuf."));
+  EXPECT_EQ(server_->store().size(), 0u);
 }
 
 // --- Options ---------------------------------------------------------------------------------

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -16,6 +17,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 
 namespace hourglass {
 namespace {
@@ -238,12 +240,15 @@ TEST(ValidateScheduleTest, DelayBoundaries) {
             "delay must be <= 10h, got 10h0.000000001s (the limit is the server's --max_delay)");
 
   *request.mutable_delay() = DurationProto(-5);
-  EXPECT_EQ(InvalidMessage(ValidateSchedule(request, limits, kNow)),
-            "delay must be >= 0, got -5s (the limit is the server's --max_delay)");
+  EXPECT_EQ(InvalidMessage(ValidateSchedule(request, limits, kNow)), "delay must be >= 0, got -5s");
 
   *request.mutable_delay() = DurationProto(0, -1);
-  EXPECT_THAT(InvalidMessage(ValidateSchedule(request, limits, kNow)),
-              StartsWith("delay must be >= 0, got -1ns"));
+  EXPECT_EQ(InvalidMessage(ValidateSchedule(request, limits, kNow)),
+            "delay must be >= 0, got -1ns");
+  // Not a Duration: no word of --max_delay either.
+  *request.mutable_delay() = DurationProto(-5, 5);
+  EXPECT_EQ(InvalidMessage(ValidateSchedule(request, limits, kNow)),
+            "delay is not a valid google.protobuf.Duration (seconds -5, nanos 5)");
 
   // The default --max_delay is 730 days.
   *request.mutable_delay() = DurationProto(730 * 86400);
@@ -805,6 +810,88 @@ TEST(ValidateListTest, DefaultsLimitsAndTokens) {
   request.set_queue("");
   request.set_state(static_cast<v1::TaskState>(42));
   EXPECT_THAT(InvalidMessage(ValidateList(request)), StartsWith("state must be a TaskState"));
+}
+
+// A field of a known number sent with another wire type (protobuf keeps it as an unknown field
+// and leaves the field unset) is INVALID_ARGUMENT naming it, at any depth; unknown numbers (a
+// newer client's fields) are ignored.
+TEST(ValidationTest, FieldsOfTheWrongWireTypeAreInvalid) {
+  v1::ScheduleRequest request;
+  // queue (field 1, a string) as the varint 5: parses, and the queue would be "default".
+  ASSERT_TRUE(request.ParseFromString(std::string("\x08\x05", 2)));
+  EXPECT_EQ(request.queue(), "");
+  EXPECT_EQ(InvalidMessage(CheckFieldWireTypes(request)),
+            "queue (field 1 of hourglass.v1.ScheduleRequest) was sent as a varint, but its type "
+            "is string; encode it as its .proto type");
+
+  // delay (field 5) { seconds (field 1, an int64) as length-delimited bytes }
+  ASSERT_TRUE(request.ParseFromString(std::string("\x2a\x03\x0a\x01\x78", 5)));
+  EXPECT_EQ(InvalidMessage(CheckFieldWireTypes(request)),
+            "delay.seconds (field 1 of google.protobuf.Duration) was sent as length-delimited "
+            "bytes, but its type is int64; encode it as its .proto type");
+
+  // ScheduleBatch requests[1] { retry_policy (7) { max_attempts (1, an int32) as a fixed32 } }
+  v1::ScheduleBatchRequest batch;
+  ASSERT_TRUE(
+      batch.ParseFromString(std::string("\x0a\x00\x0a\x07\x3a\x05\x0d\x01\x00\x00\x00", 11)));
+  ASSERT_EQ(batch.requests_size(), 2);
+  EXPECT_EQ(InvalidMessage(CheckFieldWireTypes(batch)),
+            "requests[1].retry_policy.max_attempts (field 1 of hourglass.v1.RetryPolicy) was sent "
+            "as a fixed32, but its type is int32; encode it as its .proto type");
+
+  // AckBatch acks (field 1, repeated messages) as a varint.
+  v1::AckBatchRequest acks;
+  ASSERT_TRUE(acks.ParseFromString(std::string("\x08\x01", 2)));
+  EXPECT_THAT(InvalidMessage(CheckFieldWireTypes(acks)),
+              StartsWith("acks (field 1 of hourglass.v1.AckBatchRequest) was sent as a varint, "
+                         "but its type is repeated hourglass.v1.AckRequest; encode"));
+
+  // Unknown field numbers (99 as a varint, 100 as bytes) at the top and nested: accepted.
+  ASSERT_TRUE(
+      request.ParseFromString(std::string("\x98\x06\x01\xa2\x06\x01x\x0a\x01q"
+                                          "\x2a\x03\x98\x06\x01",
+                                          15)));
+  EXPECT_EQ(request.queue(), "q");
+  EXPECT_TRUE(CheckFieldWireTypes(request).ok());
+  // A well-formed request with every kind of field: accepted.
+  v1::ScheduleRequest full;
+  full.set_queue("q");
+  full.set_task_id("t");
+  full.set_payload("\xff\x00", 2);
+  (*full.mutable_headers())["k"] = "v";
+  full.mutable_delay()->set_seconds(5);
+  full.mutable_retry_policy()->mutable_min_backoff()->set_nanos(5);
+  full.mutable_http_target()->set_url("http://example.com/");
+  (*full.mutable_http_target()->mutable_headers())["Authorization"] = "x";
+  full.mutable_dispatch_deadline()->set_seconds(1);
+  ASSERT_TRUE(full.ParseFromString(full.SerializeAsString()));
+  EXPECT_TRUE(CheckFieldWireTypes(full).ok());
+}
+
+// The batch methods' item count, without parsing: the length of the repeated field whenever the
+// bytes parse; nullopt for bytes that are not wire format.
+TEST(ValidationTest, CountTopLevelFieldCountsWithoutParsing) {
+  auto count = [](const std::string& bytes) {
+    google::protobuf::io::ArrayInputStream input(bytes.data(), static_cast<int>(bytes.size()));
+    return CountTopLevelField(&input, 1);
+  };
+  EXPECT_EQ(count(""), 0);
+  v1::ScheduleBatchRequest batch;
+  for (int i = 0; i < 3; ++i) batch.add_requests()->set_queue("q");
+  EXPECT_EQ(count(batch.SerializeAsString()), 3);
+  // Field 1 as a varint is not an item; other fields (known or not, groups too) are skipped.
+  EXPECT_EQ(count(std::string("\x08\x05\x0a\x00\x98\x06\x01\xa3\x06\xa4\x06\x0a\x00", 13)), 2);
+  // An item that would not parse (invalid UTF-8 inside) is still counted.
+  EXPECT_EQ(count(std::string("\x0a\x03\x0a\x01\xff", 5)), 1);
+  EXPECT_EQ(count(std::string("\x0a\x05\x0a", 3)), std::nullopt);  // a length past the end
+  EXPECT_EQ(count(std::string(12, '\xff')), std::nullopt);         // a tag that never ends
+  EXPECT_EQ(count(std::string("\x00", 1)), std::nullopt);          // field number 0
+  EXPECT_EQ(count(std::string("\x0c", 1)), std::nullopt);          // an end of group at the top
+  std::string deep;
+  for (int i = 0; i < 101; ++i) deep += "\xa3\x06";
+  for (int i = 0; i < 101; ++i) deep += "\xa4\x06";
+  EXPECT_EQ(count(deep), std::nullopt);  // deeper than protobuf's limit, as the parser says
+  EXPECT_FALSE(batch.ParseFromString(deep));
 }
 
 }  // namespace

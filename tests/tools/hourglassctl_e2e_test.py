@@ -38,7 +38,7 @@ CTL = os.environ.get("HOURGLASSCTL_BINARY") or os.path.join(
 )
 COMMANDS = [
     "schedule", "cancel", "status", "reschedule", "lease", "ack", "nack", "extend", "list",
-    "retry",
+    "retry", "health",
 ]
 # Any hourglassctl run that takes longer than this is a hang.
 RUN_TIMEOUT_S = 30
@@ -241,6 +241,14 @@ def closed_port():
 
 def test_unreachable_server_exits_6():
     result = run_ctl(f"--address=127.0.0.1:{closed_port()}", "--timeout=5s", "status", "t")
+    expect(result, 6, "hourglassctl: UNAVAILABLE: ")
+
+
+def test_health(ctl):
+    assert expect(ctl("health"), 0).out == "SERVING\n"
+    assert expect(ctl("health", "--service", "hourglass.v1.SchedulerService"), 0).out == "SERVING\n"
+    expect(ctl("health", "--service", "no.such.Service"), 3, "hourglassctl: NOT_FOUND: ")
+    result = run_ctl(f"--address=127.0.0.1:{closed_port()}", "--timeout=5s", "health")
     expect(result, 6, "hourglassctl: UNAVAILABLE: ")
 
 
@@ -634,3 +642,93 @@ def test_token_from_flag_and_environment(auth_server):
     log = "\n".join(auth_server.lines)
     for token in (TOKEN_ADMIN, TOKEN_CONSUME, TOKEN_UNKNOWN):
         assert token not in log
+
+
+# --- TLS ------------------------------------------------------------------------------------
+
+
+def openssl(*args):
+    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def pki():
+    """Two CAs ("ca", "other"), a server certificate for hourglass.test and client certificates
+    of each CA, made with the openssl command: {name: (cert, key)}."""
+    directory = tempfile.mkdtemp(prefix="hourglassctl-e2e-tls-")
+    files = {}
+    for ca in ("ca", "other"):
+        key, cert = (os.path.join(directory, f"{ca}.{ext}") for ext in ("key", "crt"))
+        openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                "-keyout", key, "-out", cert, "-days", "2", "-subj", f"/CN={ca}",
+                "-addext", "basicConstraints=critical,CA:TRUE",
+                "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+        files[ca] = (cert, key)
+    for serial, (name, ca, usage) in enumerate(
+            [("server", "ca", "serverAuth"), ("client", "ca", "clientAuth"),
+             ("other-client", "other", "clientAuth")], start=10):
+        key, csr, cert, ext = (os.path.join(directory, f"{name}.{e}")
+                               for e in ("key", "csr", "crt", "ext"))
+        openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                "-keyout", key, "-out", csr, "-subj", f"/CN={name}")
+        with open(ext, "w", encoding="utf-8") as out:
+            out.write(f"basicConstraints=CA:FALSE\nextendedKeyUsage={usage}\n")
+            if usage == "serverAuth":
+                out.write("subjectAltName=DNS:hourglass.test\n")
+        openssl("x509", "-req", "-in", csr, "-CA", files[ca][0], "-CAkey", files[ca][1],
+                "-set_serial", str(serial), "-days", "1", "-extfile", ext, "-out", cert)
+        files[name] = (cert, key)
+    yield files
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def mtls_server(pki):
+    """A server that requires client certificates of "ca"; its certificate names hourglass.test."""
+    cert, key = pki["server"]
+    server = Server(f"--tls_cert={cert}", f"--tls_key={key}", f"--tls_client_ca={pki['ca'][0]}")
+    yield server
+    code = server.stop()
+    assert code == 0, f"hourglass exited with {code}:\n" + "\n".join(server.lines[-20:])
+
+
+def test_tls_flags_against_an_mtls_server(mtls_server, pki):
+    address = f"--address={mtls_server.address}"
+    ca = f"--tls_ca={pki['ca'][0]}"
+    name = "--tls_server_name=hourglass.test"
+    client = [f"--tls_cert={pki['client'][0]}", f"--tls_key={pki['client'][1]}"]
+
+    # The CA, the server's name and a client certificate: the commands work.
+    scheduled = run_ctl(address, ca, name, *client, "--output=json", "schedule", "--delay", "1h",
+                        "--payload", "over TLS")
+    task_id = scheduled.json()["task_id"]
+    status = expect(run_ctl(address, ca, name, *client, "status", task_id), 0)
+    assert fields(status.out)["state"] == "SCHEDULED", status.describe()
+
+    # health over mTLS (what the Kubernetes probes run), in text and JSON.
+    assert expect(run_ctl(address, ca, name, *client, "health"), 0).out == "SERVING\n"
+    result = expect(run_ctl(address, ca, name, *client, "--output=json", "health",
+                            "--service=hourglass.v1.ConsumerService"), 0)
+    assert result.json() == {"status": "SERVING"}
+
+    # Refused handshakes are UNAVAILABLE, exit 6: plaintext, no client certificate, a client
+    # certificate of another CA, a server name the certificate does not carry (the address is
+    # 127.0.0.1), a CA that did not sign the server's certificate.
+    other_client = [f"--tls_cert={pki['other-client'][0]}", f"--tls_key={pki['other-client'][1]}"]
+    for flags in ([], [ca, name], [ca, name, *other_client], [ca, *client],
+                  [f"--tls_ca={pki['other'][0]}", name, *client]):
+        expect(run_ctl(address, "--timeout=5s", *flags, "status", task_id), 6,
+               "hourglassctl: UNAVAILABLE: ")
+
+    # Bad TLS flags are usage errors (exit 2) that name the flag and the file, before any call.
+    missing = os.path.join(os.path.dirname(pki["ca"][0]), "missing.crt")
+    result = expect(run_ctl(address, f"--tls_ca={missing}", "status", task_id), 2,
+                    "hourglassctl: --tls_ca: cannot open ")
+    assert missing in result.err
+    expect(run_ctl(address, ca, f"--tls_cert={pki['client'][0]}", "status", task_id), 2,
+           "hourglassctl: a client certificate needs both --tls_cert and --tls_key")
+    expect(run_ctl(address, "--tls_server_name=", "status", task_id), 2,
+           "hourglassctl: --tls_server_name must not be empty")
+    not_pem = os.path.join(os.path.dirname(pki["ca"][0]), "server.ext")
+    expect(run_ctl(address, f"--tls_ca={not_pem}", "status", task_id), 2,
+           f"hourglassctl: --tls_ca: \"{not_pem}\" is not a PEM file")

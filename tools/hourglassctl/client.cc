@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <grpcpp/client_context.h>
 #include <grpcpp/create_channel.h>
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/security/credentials.h>
 #include <grpcpp/support/channel_arguments.h>
 #include <unistd.h>
@@ -14,6 +15,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "hourglass/v1/consumer_service.grpc.pb.h"
 #include "hourglass/v1/scheduler_service.grpc.pb.h"
 #include "tools/hourglassctl/exit_codes.h"
@@ -58,14 +60,16 @@ absl::StatusOr<std::string> ReadPayloadFile(const std::string& path, std::istrea
 
 // Prints the failure of a call of `method` ("SchedulerService/ListTasks") and returns its exit
 // code. A status without a message (UNIMPLEMENTED from an older server) names the method.
-int RpcFailed(const grpc::Status& status, absl::string_view method, std::ostream& err) {
+int RpcFailed(const grpc::Status& status, absl::string_view method, std::ostream& err,
+              bool api = true) {
+  const absl::string_view package = api ? "hourglass.v1." : "";
   err << "hourglassctl: " << StatusCodeName(status.error_code()) << ": ";
   if (!status.error_message().empty()) {
     err << status.error_message();
   } else if (status.error_code() == grpc::StatusCode::UNIMPLEMENTED) {
-    err << "the server does not implement hourglass.v1." << method;
+    err << "the server does not implement " << package << method;
   } else {
-    err << "hourglass.v1." << method << " failed";
+    err << package << method << " failed";
   }
   err << "\n";
   return ExitCodeFor(status.error_code());
@@ -228,6 +232,121 @@ std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address) {
   return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), arguments);
 }
 
+namespace {
+
+// A PEM file of a --tls_* flag, whole. The contents are checked by gRPC when it connects.
+absl::StatusOr<std::string> ReadPemFile(absl::string_view flag, const std::string& path) {
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", flag, ": cannot open \"", path, "\": ", std::strerror(errno)));
+  }
+  std::string contents;
+  char buffer[16384];
+  while (true) {
+    const ssize_t n = read(fd, buffer, sizeof(buffer));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int error = errno;
+      close(fd);
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", flag, ": cannot read \"", path, "\": ", std::strerror(error)));
+    }
+    if (n == 0) break;
+    contents.append(buffer, static_cast<size_t>(n));
+    if (contents.size() > (size_t{1} << 20)) {
+      close(fd);
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", flag, ": \"", path, "\" is larger than 1 MiB; is it a PEM file?"));
+    }
+  }
+  close(fd);
+  if (contents.find("-----BEGIN ") == std::string::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", flag, ": \"", path, "\" is not a PEM file (no -----BEGIN line)"));
+  }
+  return contents;
+}
+
+// grpc.health.v1.Health/Check through a generic stub (Debian's gRPC ships no health stubs):
+// the request is HealthCheckRequest{service = 1}, the response HealthCheckResponse{status = 1}.
+int RunHealth(const std::shared_ptr<grpc::Channel>& channel, const Options& options,
+              std::ostream& out, std::ostream& err) {
+  std::string request;
+  if (!options.service.empty()) {
+    request.push_back(0x0a);  // field 1, length-delimited; the length as a varint
+    for (size_t n = options.service.size(); true; n >>= 7) {
+      if (n < 0x80) {
+        request.push_back(static_cast<char>(n));
+        break;
+      }
+      request.push_back(static_cast<char>((n & 0x7f) | 0x80));
+    }
+    request += options.service;
+  }
+  grpc::Slice slice(request);
+  grpc::ByteBuffer request_buffer(&slice, 1);
+  grpc::ByteBuffer response_buffer;
+  grpc::ClientContext context;
+  PrepareContext(context, options);
+  grpc::GenericStub stub(channel);
+  absl::Mutex mu;
+  bool done = false;
+  grpc::Status status;
+  stub.UnaryCall(&context, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request_buffer,
+                 &response_buffer, [&](grpc::Status s) {
+                   absl::MutexLock lock(&mu);
+                   status = std::move(s);
+                   done = true;
+                 });
+  {
+    absl::MutexLock lock(&mu);
+    mu.Await(absl::Condition(&done));
+  }
+  if (!status.ok()) return RpcFailed(status, "grpc.health.v1.Health/Check", err, /*api=*/false);
+  std::vector<grpc::Slice> slices;
+  std::string response;
+  if (response_buffer.Dump(&slices).ok()) {
+    for (const grpc::Slice& s : slices) {
+      response.append(reinterpret_cast<const char*>(s.begin()), s.size());
+    }
+  }
+  // One varint field 1 (or nothing: UNKNOWN); the values fit in one byte.
+  int value = 0;
+  if (response.size() >= 2 && response[0] == 0x08) value = static_cast<unsigned char>(response[1]);
+  static constexpr const char* kNames[] = {"UNKNOWN", "SERVING", "NOT_SERVING", "SERVICE_UNKNOWN"};
+  const std::string name = value >= 0 && value < 4 ? kNames[value] : absl::StrCat("STATUS_", value);
+  if (options.output == OutputFormat::kJson) {
+    out << "{\"status\":\"" << name << "\"}\n";
+  } else {
+    out << name << "\n";
+  }
+  return value == 1 ? kExitOk : kExitUnavailable;
+}
+
+}  // namespace
+
+absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const Options& options) {
+  if (!options.tls) return MakeChannel(options.address);
+  grpc::SslCredentialsOptions ssl;
+  const std::pair<absl::string_view, std::pair<const std::string*, std::string*>> files[] = {
+      {"tls_ca", {&options.tls_ca, &ssl.pem_root_certs}},
+      {"tls_cert", {&options.tls_cert, &ssl.pem_cert_chain}},
+      {"tls_key", {&options.tls_key, &ssl.pem_private_key}}};
+  for (const auto& [flag, paths] : files) {
+    if (paths.first->empty()) continue;
+    absl::StatusOr<std::string> contents = ReadPemFile(flag, *paths.first);
+    if (!contents.ok()) return contents.status();
+    *paths.second = *std::move(contents);
+  }
+  grpc::ChannelArguments arguments;
+  arguments.SetMaxReceiveMessageSize(-1);
+  if (!options.tls_server_name.empty()) {
+    arguments.SetSslTargetNameOverride(options.tls_server_name);
+  }
+  return grpc::CreateCustomChannel(options.address, grpc::SslCredentials(ssl), arguments);
+}
+
 int Run(const Invocation& invocation, const std::shared_ptr<grpc::Channel>& channel,
         std::istream& in, std::ostream& out, std::ostream& err,
         const std::function<absl::Time()>& now) {
@@ -307,6 +426,8 @@ int Run(const Invocation& invocation, const std::shared_ptr<grpc::Channel>& chan
     }
     case Command::kList:
       return RunList(invocation, *scheduler, out, err);
+    case Command::kHealth:
+      return RunHealth(channel, options, out, err);
     case Command::kRetry: {
       v1::RetryTaskRequest request;
       request.set_task_id(invocation.args.at(0));

@@ -1,8 +1,8 @@
 // What hourglassctl does with a parsed command line: build the request, call the server,
 // print the answer, and return the exit code (exit_codes.h).
 //
-//   std::shared_ptr<grpc::Channel> channel = MakeChannel(invocation.options.address);
-//   return Run(invocation, channel, std::cin, std::cout, std::cerr, [] { return absl::Now(); });
+//   absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = MakeChannel(invocation.options);
+//   return Run(invocation, *channel, std::cin, std::cout, std::cerr, [] { return absl::Now(); });
 //
 // Each Run makes one RPC (list --all one per page), with a deadline of --timeout (lease: plus
 // its --wait). Run is thread-compatible: it only touches its arguments.
@@ -38,6 +38,11 @@ hourglass::v1::ListTasksRequest BuildListTasksRequest(const Invocation& invocati
 // A plaintext channel to `address` that accepts responses of any size (a lease of many tasks
 // with large payloads exceeds gRPC's default limit of 4 MiB).
 std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address);
+// The channel the options ask for: plaintext, or TLS (--tls*) verifying the server against
+// --tls_ca (else gRPC's default roots) and the name --tls_server_name (else the host of
+// --address), with the client certificate --tls_cert/--tls_key if given. Errors (exit code 2)
+// name the flag and the file that cannot be read.
+absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const Options& options);
 
 // Runs the command; the result goes to `out`, errors ("hourglassctl: NOT_FOUND: ...") and
 // hints to `err`. `now` is read for the "in 1m30s" of text output. Returns the exit code.

@@ -34,6 +34,18 @@ ABSL_FLAG(std::string, token, "",
           "the bearer token sent as \"authorization: Bearer <token>\" on every call, for a "
           "server started with --auth_tokens_file; $HOURGLASS_TOKEN is used when this flag is not "
           "given (prefer it: a command line is visible to other users in ps)");
+ABSL_FLAG(bool, tls, false,
+          "connect with TLS (implied by the other --tls_* flags); without --tls_ca the server's "
+          "certificate is verified against gRPC's default roots");
+ABSL_FLAG(std::string, tls_ca, "",
+          "PEM file of the CA certificates the server's certificate must chain to; turns TLS on");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM file of a client certificate (chain), for a server started with --tls_client_ca; "
+          "needs --tls_key");
+ABSL_FLAG(std::string, tls_key, "", "PEM file of the private key of --tls_cert");
+ABSL_FLAG(std::string, tls_server_name, "",
+          "the name the server's certificate must carry, when it differs from the host of "
+          "--address (e.g. connecting to localhost or an IP)");
 ABSL_FLAG(DurationValue, timeout, DurationValue{absl::Seconds(10)},
           "deadline of each RPC (lease adds its --wait to it)");
 ABSL_FLAG(OutputFormat, output, OutputFormat::kText,
@@ -85,6 +97,9 @@ ABSL_FLAG(DurationValue, retry_delay, DurationValue{absl::ZeroDuration()},
 ABSL_FLAG(StateValue, state, StateValue{},
           "only tasks in this state: scheduled, ready, leased, succeeded, cancelled or dead");
 ABSL_FLAG(int32_t, page_size, 0, "the most tasks per page, 1 to 1000 (server default 100)");
+ABSL_FLAG(std::string, service, "",
+          "the service to ask about, e.g. hourglass.v1.ConsumerService (default: the server as "
+          "a whole)");
 ABSL_FLAG(std::string, page_token, "",
           "continue a listing where the previous page ended (its next_page_token)");
 ABSL_FLAG(bool, all, false,
@@ -341,6 +356,20 @@ const std::vector<CommandSpec>& Specs() {
        {"hourglassctl retry 01M8GZB7W5SB0FKRYVV8A3MZR9",
         "hourglassctl --output=json list --state dead --all | jq -r '.tasks[].task_id' |\n"
         "      xargs -n1 hourglassctl retry"}},
+      {Command::kHealth,
+       "health",
+       {},
+       "health [--service NAME]",
+       "ask the server whether it is serving (grpc.health.v1)",
+       "Asks the server's health service (grpc.health.v1.Health/Check, which needs no token)\n"
+       "whether it serves: the server as a whole, or --service. Prints the status (SERVING,\n"
+       "NOT_SERVING, ...) and exits 0 only for SERVING; NOT_SERVING (shutting down) is exit 6,\n"
+       "like an unreachable server. A probe for a TLS port, which the kubelet's gRPC probe\n"
+       "cannot check (docs/security.md).",
+       {"service"},
+       {"hourglassctl health",
+        "hourglassctl --address=localhost:7070 --tls_ca=/etc/hourglass-tls/ca.crt \\\n"
+        "      --tls_server_name=hourglass --timeout=2s health"}},
   };
   return *specs;
 }
@@ -360,7 +389,8 @@ const CommandSpec* FindSpec(absl::string_view name) {
 }
 
 bool IsGlobalFlag(absl::string_view name) {
-  return name == "address" || name == "token" || name == "timeout" || name == "output";
+  return name == "address" || name == "token" || name == "timeout" || name == "output" ||
+         absl::StartsWith(name, "tls");
 }
 
 bool IsRepeatableFlag(absl::string_view name) { return name == "header" || name == "http_header"; }
@@ -381,6 +411,10 @@ std::string Placeholder(absl::string_view name) {
       new std::vector<std::pair<absl::string_view, absl::string_view>>{
           {"address", "HOST:PORT"},
           {"token", "SECRET"},
+          {"tls_ca", "F"},
+          {"tls_cert", "F"},
+          {"tls_key", "F"},
+          {"tls_server_name", "NAME"},
           {"timeout", "D"},
           {"output", "text|json"},
           {"queue", "Q"},
@@ -406,6 +440,7 @@ std::string Placeholder(absl::string_view name) {
           {"state", "S"},
           {"page_size", "N"},
           {"page_token", "T"},
+          {"service", "NAME"},
       };
   for (const auto& [flag, placeholder] : *placeholders) {
     if (flag == name) return std::string(placeholder);
@@ -435,6 +470,12 @@ Options ReadOptions(absl::string_view address_from_env, absl::string_view token_
   }
   options.token = absl::GetFlag(FLAGS_token);
   if (!given.contains("token")) options.token = std::string(token_from_env);
+  options.tls_ca = absl::GetFlag(FLAGS_tls_ca);
+  options.tls_cert = absl::GetFlag(FLAGS_tls_cert);
+  options.tls_key = absl::GetFlag(FLAGS_tls_key);
+  options.tls_server_name = absl::GetFlag(FLAGS_tls_server_name);
+  options.tls = absl::GetFlag(FLAGS_tls) || !options.tls_ca.empty() || !options.tls_cert.empty() ||
+                !options.tls_key.empty() || !options.tls_server_name.empty();
   options.timeout = absl::GetFlag(FLAGS_timeout).value;
   options.output = absl::GetFlag(FLAGS_output);
   options.queue = absl::GetFlag(FLAGS_queue);
@@ -460,6 +501,7 @@ Options ReadOptions(absl::string_view address_from_env, absl::string_view token_
   options.page_size = absl::GetFlag(FLAGS_page_size);
   options.page_token = absl::GetFlag(FLAGS_page_token);
   options.all = absl::GetFlag(FLAGS_all);
+  options.service = absl::GetFlag(FLAGS_service);
   return options;
 }
 
@@ -482,6 +524,25 @@ absl::Status CheckToken(const Invocation& invocation) {
           source, ": character ", i + 1,
           " of the token is not one of A-Z a-z 0-9 - . _ ~ + / = (the token is not shown)"));
     }
+  }
+  return absl::OkStatus();
+}
+
+// The TLS flags that make sense together; the files are read when the channel is made.
+absl::Status CheckTls(const Invocation& invocation) {
+  const Options& options = invocation.options;
+  const std::pair<absl::string_view, const std::string*> files[] = {
+      {"tls_ca", &options.tls_ca},
+      {"tls_cert", &options.tls_cert},
+      {"tls_key", &options.tls_key},
+      {"tls_server_name", &options.tls_server_name}};
+  for (const auto& [flag, value] : files) {
+    if (invocation.Given(flag) && value->empty()) {
+      return Usage(absl::StrCat("--", flag, " must not be empty"));
+    }
+  }
+  if (options.tls_cert.empty() != options.tls_key.empty()) {
+    return Usage("a client certificate needs both --tls_cert and --tls_key");
   }
   return absl::OkStatus();
 }
@@ -646,6 +707,7 @@ absl::StatusOr<Invocation> ParseCommandLine(const std::vector<std::string>& args
   invocation.options = ReadOptions(address_from_env, token_from_env, invocation.given);
   // Checked before help, so that a bad token is never sent; the messages never quote it.
   if (absl::Status status = CheckToken(invocation); !status.ok()) return status;
+  if (absl::Status status = CheckTls(invocation); !status.ok()) return status;
   invocation.options.headers = std::move(headers);
   invocation.options.http_headers = std::move(http_headers);
   if (invocation.help) return invocation;
@@ -689,7 +751,10 @@ std::vector<Command> AllCommands() {
 
 std::vector<std::string> CommandFlags(Command command) { return SpecOf(command).flags; }
 
-std::vector<std::string> GlobalFlags() { return {"address", "token", "timeout", "output"}; }
+std::vector<std::string> GlobalFlags() {
+  return {"address", "token",           "tls",     "tls_ca", "tls_cert",
+          "tls_key", "tls_server_name", "timeout", "output"};
+}
 
 namespace {
 
@@ -769,6 +834,8 @@ std::string OverviewHelp() {
       "\n"
       "Usage: hourglassctl [--address=HOST:PORT] [--token=SECRET] [--timeout=D] "
       "[--output=text|json]\n"
+      "                    [--tls] [--tls_ca=F] [--tls_cert=F --tls_key=F] "
+      "[--tls_server_name=NAME]\n"
       "                    <command> [args] [flags]\n"
       "\n"
       "Commands:\n";

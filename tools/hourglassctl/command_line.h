@@ -80,6 +80,7 @@ enum class Command {
   kExtend,
   kList,
   kRetry,
+  kHealth,
 };
 
 // The values of every flag after parsing: the given value or the default. Whether a flag was
@@ -89,6 +90,14 @@ struct Options {
   std::string address;
   // The bearer token (--token, else $HOURGLASS_TOKEN); empty: no authorization metadata.
   std::string token;
+  // TLS (--tls, implied by the others): the CAs to verify the server with (empty: gRPC's default
+  // roots), a client certificate and its key (both or neither), and the name the server's
+  // certificate must carry (empty: the host of `address`).
+  bool tls = false;
+  std::string tls_ca;
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_server_name;
   absl::Duration timeout;
   OutputFormat output = OutputFormat::kText;
   // Commands.
@@ -117,6 +126,7 @@ struct Options {
   int32_t page_size = 0;
   std::string page_token;
   bool all = false;
+  std::string service;  // health: the service asked about; empty: the server as a whole
 };
 
 struct Invocation {
@@ -149,7 +159,7 @@ std::string CommandName(Command command);
 std::vector<Command> AllCommands();
 // The flags a command accepts besides the global ones, in the order its help lists them.
 std::vector<std::string> CommandFlags(Command command);
-// The global flags: address, token, timeout, output.
+// The global flags: address, token, the tls ones, timeout, output.
 std::vector<std::string> GlobalFlags();
 
 // `hourglassctl --help`: the commands, the global flags, durations and times, exit codes.

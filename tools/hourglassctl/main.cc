@@ -1,5 +1,7 @@
 // hourglassctl: the command-line client of hourglass for operators and scripts.
 // `hourglassctl --help` explains the commands, flags and exit codes; docs/hourglassctl.md too.
+#include <grpc/support/log.h>
+
 #include <cstdlib>
 #include <iostream>
 #include <string>
@@ -12,6 +14,9 @@
 
 int main(int argc, char** argv) {
   using namespace hourglass::ctl;  // NOLINT(build/namespaces): main only.
+  // gRPC's own log lines (a failed TLS handshake, say) would come before hourglassctl's one-line
+  // error, which carries the same reason; GRPC_VERBOSITY=debug (or info, error) brings them back.
+  if (std::getenv("GRPC_VERBOSITY") == nullptr) gpr_set_log_function([](gpr_log_func_args*) {});
   const std::vector<std::string> args(argv + 1, argv + argc);
   const char* address_from_env = std::getenv("HOURGLASS_ADDRESS");
   const char* token_from_env = std::getenv("HOURGLASS_TOKEN");
@@ -28,6 +33,10 @@ int main(int argc, char** argv) {
                                                   : OverviewHelp());
     return kExitOk;
   }
-  return Run(*invocation, MakeChannel(invocation->options.address), std::cin, std::cout, std::cerr,
-             [] { return absl::Now(); });
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = MakeChannel(invocation->options);
+  if (!channel.ok()) {
+    std::cerr << "hourglassctl: " << channel.status().message() << "\n";
+    return kExitUsage;
+  }
+  return Run(*invocation, *channel, std::cin, std::cout, std::cerr, [] { return absl::Now(); });
 }

@@ -7,8 +7,11 @@
 
 #include <gmock/gmock.h>
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <cstdlib>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -152,6 +155,7 @@ class FakeConsumer : public v1::ConsumerService::Service {
 class ClientTest : public ::testing::Test {
  protected:
   void SetUp() override {
+    grpc::EnableDefaultHealthCheckService(true);  // for `health`
     grpc::ServerBuilder builder;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
     builder.RegisterService(&scheduler_);
@@ -289,6 +293,49 @@ TEST_F(ClientTest, AuthRefusalsHaveTheirExitCodes) {
   EXPECT_EQ(Ctl({"--token=flag-token-0123456789", "status", "denied"}), 9);
   EXPECT_EQ(err_,
             "hourglassctl: PERMISSION_DENIED: the token may not schedule in queue \"billing\"\n");
+}
+
+// health asks grpc.health.v1: SERVING is exit 0, NOT_SERVING exit 6, an unknown service the
+// health service's NOT_FOUND (exit 3); --service goes into the request; JSON output too.
+TEST_F(ClientTest, HealthPrintsTheStatusAndExitsByIt) {
+  grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
+  ASSERT_NE(health, nullptr);
+  health->SetServingStatus("hourglass.v1.SchedulerService", true);
+  health->SetServingStatus(std::string(200, 's'), false);  // a length of two varint bytes
+  EXPECT_EQ(Ctl({"health"}), 0) << err_;
+  EXPECT_EQ(out_, "SERVING\n");
+  EXPECT_EQ(Ctl({"--output=json", "health", "--service=hourglass.v1.SchedulerService"}), 0);
+  EXPECT_EQ(out_, "{\"status\":\"SERVING\"}\n");
+  EXPECT_EQ(Ctl({"health", "--service", std::string(200, 's')}), 6);
+  EXPECT_EQ(out_, "NOT_SERVING\n");
+  EXPECT_EQ(Ctl({"health", "--service=no.such.Service"}), 3);
+  EXPECT_EQ(out_, "");
+  EXPECT_THAT(err_, HasSubstr("hourglassctl: NOT_FOUND: "));
+}
+
+// The TLS flags build a TLS channel; files that cannot be read or are not PEM are errors that
+// name the flag and the file.
+TEST(MakeChannelTest, TlsFilesAreReadAndChecked) {
+  Options options;
+  options.address = "127.0.0.1:1";
+  options.tls = true;
+  EXPECT_TRUE(MakeChannel(options).ok());  // gRPC's default roots
+  options.tls_ca = "/nonexistent/ca.crt";
+  EXPECT_EQ(MakeChannel(options).status().message(),
+            "--tls_ca: cannot open \"/nonexistent/ca.crt\": No such file or directory");
+  char path[] = "/tmp/hourglassctl-tls-XXXXXX";
+  const int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(write(fd, "not pem\n", 8), 8);
+  close(fd);
+  options.tls_ca = path;
+  EXPECT_EQ(MakeChannel(options).status().message(),
+            absl::StrCat("--tls_ca: \"", path, "\" is not a PEM file (no -----BEGIN line)"));
+  options.tls_ca = "";
+  options.tls_cert = path;
+  options.tls_key = "/nonexistent/tls.key";
+  EXPECT_THAT(MakeChannel(options).status().message(), HasSubstr("--tls_cert: \""));
+  unlink(path);
 }
 
 }  // namespace

@@ -70,6 +70,39 @@ TEST_F(CommandLineTest, DefaultsOfTheGlobalFlags) {
   EXPECT_TRUE(invocation->given.empty());
 }
 
+// TLS is off by default and on with --tls or any --tls_* flag; a client certificate needs both
+// files; an empty file name is refused.
+TEST_F(CommandLineTest, TlsFlags) {
+  absl::StatusOr<Invocation> invocation = Parse({"status", "t1"});
+  ASSERT_TRUE(invocation.ok()) << invocation.status();
+  EXPECT_FALSE(invocation->options.tls);
+  invocation = Parse({"--tls", "status", "t1"});
+  ASSERT_TRUE(invocation.ok()) << invocation.status();
+  EXPECT_TRUE(invocation->options.tls);
+  EXPECT_EQ(invocation->options.tls_ca, "");
+  invocation = Parse({"status", "t1", "--tls_ca=ca.crt", "--tls_cert", "c.crt", "--tls_key=c.key",
+                      "--tls_server_name=hourglass"});
+  ASSERT_TRUE(invocation.ok()) << invocation.status();
+  EXPECT_TRUE(invocation->options.tls);
+  EXPECT_EQ(invocation->options.tls_ca, "ca.crt");
+  EXPECT_EQ(invocation->options.tls_cert, "c.crt");
+  EXPECT_EQ(invocation->options.tls_key, "c.key");
+  EXPECT_EQ(invocation->options.tls_server_name, "hourglass");
+  invocation = Parse({"--tls_server_name=h", "status", "t1"});
+  ASSERT_TRUE(invocation.ok()) << invocation.status();
+  EXPECT_TRUE(invocation->options.tls);
+  EXPECT_EQ(UsageError({"--tls_cert=c.crt", "status", "t1"}),
+            "a client certificate needs both --tls_cert and --tls_key");
+  EXPECT_EQ(UsageError({"--tls_key=c.key", "status", "t1"}),
+            "a client certificate needs both --tls_cert and --tls_key");
+  EXPECT_EQ(UsageError({"--tls_ca=", "status", "t1"}), "--tls_ca must not be empty");
+  // A later parse starts from the defaults again.
+  invocation = Parse({"health"});
+  ASSERT_TRUE(invocation.ok()) << invocation.status();
+  EXPECT_FALSE(invocation->options.tls);
+  EXPECT_EQ(invocation->options.service, "");
+}
+
 // Global flags go before or after the command, as --f=v or --f v; $HOURGLASS_ADDRESS replaces
 // the default address but not an explicit --address.
 TEST_F(CommandLineTest, GlobalFlagsAnywhereAndTheEnvironment) {
