@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstring>
 #include <iterator>
+#include <limits>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -27,20 +28,15 @@ namespace {
 
 namespace v1 = ::hourglass::v1;
 
-absl::StatusOr<std::string> ReadPayloadFile(const std::string& path, std::istream& stdin_stream) {
-  if (path == "-") {
-    std::string payload((std::istreambuf_iterator<char>(stdin_stream)),
-                        std::istreambuf_iterator<char>());
-    if (stdin_stream.bad())
-      return absl::InvalidArgumentError("--payload_file -: cannot read stdin");
-    return payload;
-  }
+// The whole file `path` named by --`flag`; more than `max_bytes` is an error.
+absl::StatusOr<std::string> ReadFlagFile(absl::string_view flag, const std::string& path,
+                                         size_t max_bytes) {
   const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     return absl::InvalidArgumentError(
-        absl::StrCat("--payload_file: cannot open \"", path, "\": ", std::strerror(errno)));
+        absl::StrCat("--", flag, ": cannot open \"", path, "\": ", std::strerror(errno)));
   }
-  std::string payload;
+  std::string contents;
   char buffer[65536];
   while (true) {
     const ssize_t n = read(fd, buffer, sizeof(buffer));
@@ -49,13 +45,30 @@ absl::StatusOr<std::string> ReadPayloadFile(const std::string& path, std::istrea
       const int error = errno;
       close(fd);
       return absl::InvalidArgumentError(
-          absl::StrCat("--payload_file: cannot read \"", path, "\": ", std::strerror(error)));
+          absl::StrCat("--", flag, ": cannot read \"", path, "\": ", std::strerror(error)));
     }
     if (n == 0) break;
-    payload.append(buffer, static_cast<size_t>(n));
+    contents.append(buffer, static_cast<size_t>(n));
+    if (contents.size() > max_bytes) {
+      close(fd);
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", flag, ": \"", path, "\" is larger than ", max_bytes, " bytes"));
+    }
   }
   close(fd);
-  return payload;
+  return contents;
+}
+
+absl::StatusOr<std::string> ReadPayloadFile(const std::string& path, std::istream& stdin_stream) {
+  if (path == "-") {
+    std::string payload((std::istreambuf_iterator<char>(stdin_stream)),
+                        std::istreambuf_iterator<char>());
+    if (stdin_stream.bad())
+      return absl::InvalidArgumentError("--payload_file -: cannot read stdin");
+    return payload;
+  }
+  // The server refuses what is over its --max_payload_bytes, with a message saying so.
+  return ReadFlagFile("payload_file", path, std::numeric_limits<size_t>::max());
 }
 
 // Prints the failure of a call of `method` ("SchedulerService/ListTasks") and returns its exit
@@ -236,32 +249,9 @@ namespace {
 
 // A PEM file of a --tls_* flag, whole. The contents are checked by gRPC when it connects.
 absl::StatusOr<std::string> ReadPemFile(absl::string_view flag, const std::string& path) {
-  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--", flag, ": cannot open \"", path, "\": ", std::strerror(errno)));
-  }
-  std::string contents;
-  char buffer[16384];
-  while (true) {
-    const ssize_t n = read(fd, buffer, sizeof(buffer));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int error = errno;
-      close(fd);
-      return absl::InvalidArgumentError(
-          absl::StrCat("--", flag, ": cannot read \"", path, "\": ", std::strerror(error)));
-    }
-    if (n == 0) break;
-    contents.append(buffer, static_cast<size_t>(n));
-    if (contents.size() > (size_t{1} << 20)) {
-      close(fd);
-      return absl::InvalidArgumentError(
-          absl::StrCat("--", flag, ": \"", path, "\" is larger than 1 MiB; is it a PEM file?"));
-    }
-  }
-  close(fd);
-  if (contents.find("-----BEGIN ") == std::string::npos) {
+  absl::StatusOr<std::string> contents = ReadFlagFile(flag, path, size_t{1} << 20);
+  if (!contents.ok()) return contents.status();
+  if (contents->find("-----BEGIN ") == std::string::npos) {
     return absl::InvalidArgumentError(
         absl::StrCat("--", flag, ": \"", path, "\" is not a PEM file (no -----BEGIN line)"));
   }
